@@ -1,0 +1,19 @@
+//! The Kubernetes resource model as capstan serves it: which resources exist and how they are
+//! named (`resource`), how objects are checked (`typed`, `validation`), completed (`defaults`),
+//! printed (`table`), selected (`selector`) and patched (`strategic_merge`).
+//!
+//! Pure: no I/O, no clocks except where a caller passes the time in. Objects are handled as
+//! `serde_json::Value` once decoded, so that every kind goes through the same code paths; the
+//! typed k8s-openapi structs are used to check a body's shape and drop unknown fields.
+
+pub mod defaults;
+pub mod object;
+pub mod resource;
+pub mod selector;
+pub mod strategic_merge;
+pub mod table;
+pub mod typed;
+pub mod validation;
+
+pub use resource::{RESOURCES, ResourceInfo, Subresource};
+pub use validation::field_error::{FieldError, FieldPath};
