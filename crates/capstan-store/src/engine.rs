@@ -1,0 +1,41 @@
+//! The storage engine under [`crate::KvStore`]: a durable sorted map plus the last revision.
+//! Revision accounting, compare-and-swap and watch fan-out live in `KvStore`, once for all
+//! engines; an engine only reads and applies writes.
+
+use crate::{KeyValue, Revision, StoreError};
+
+/// One page of a scan and the revision it was read at.
+#[derive(Debug)]
+pub struct Scan {
+    pub items: Vec<KeyValue>,
+    pub more: bool,
+    pub revision: Revision,
+}
+
+/// One write, applied atomically together with the new store revision.
+#[derive(Debug)]
+pub enum Write<'a> {
+    Put(&'a KeyValue),
+    Delete(&'a str),
+}
+
+/// A sorted, durable map. `KvStore` serializes all writes, so `apply` is never concurrent with
+/// itself, but reads may run alongside a write.
+pub trait Engine: Send + Sync + 'static {
+    fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Up to `limit` keys (0: all) under `prefix` after `start_after`, read from one snapshot
+    /// together with that snapshot's revision: a watch from that revision misses nothing.
+    fn scan(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Scan, StoreError>;
+
+    /// Applies `write` and records `revision` as the store's last, durably, in one transaction.
+    fn apply(&self, write: Write<'_>, revision: Revision) -> Result<(), StoreError>;
+
+    /// The revision recorded by the last `apply` (0 for a new store).
+    fn last_revision(&self) -> Result<Revision, StoreError>;
+}

@@ -1,0 +1,144 @@
+//! The embedded, durable engine: one redb file. Every write is its own fsynced transaction, so
+//! an acknowledged write survives `kill -9` and power loss.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use crate::engine::{Engine, Scan, Write};
+use crate::{KeyValue, Revision, StoreError};
+
+/// key → create revision (8 bytes LE) ++ mod revision (8 bytes LE) ++ value.
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// Store-wide counters; `revision` is the last write's revision.
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+const REVISION_KEY: &str = "revision";
+
+pub struct RedbEngine {
+    db: Database,
+}
+
+impl RedbEngine {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(engine_error)?;
+        // Create the tables up front so that reads of a new store find them.
+        let txn = db.begin_write().map_err(engine_error)?;
+        {
+            txn.open_table(OBJECTS).map_err(engine_error)?;
+            txn.open_table(META).map_err(engine_error)?;
+        }
+        txn.commit().map_err(engine_error)?;
+        Ok(RedbEngine { db })
+    }
+}
+
+fn engine_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+fn encode(kv: &KeyValue) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + kv.value.len());
+    out.extend_from_slice(&kv.create_revision.to_le_bytes());
+    out.extend_from_slice(&kv.mod_revision.to_le_bytes());
+    out.extend_from_slice(&kv.value);
+    out
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<KeyValue, StoreError> {
+    if bytes.len() < 16 {
+        return Err(StoreError::Engine(format!("record of {key} is truncated")));
+    }
+    let create_revision = i64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
+    let mod_revision = i64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    Ok(KeyValue {
+        key: key.to_string(),
+        value: bytes[16..].into(),
+        create_revision,
+        mod_revision,
+    })
+}
+
+impl Engine for RedbEngine {
+    fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let txn = self.db.begin_read().map_err(engine_error)?;
+        let table = txn.open_table(OBJECTS).map_err(engine_error)?;
+        match table.get(key).map_err(engine_error)? {
+            Some(bytes) => Ok(Some(decode(key, bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Scan, StoreError> {
+        let txn = self.db.begin_read().map_err(engine_error)?;
+        let revision = read_revision(&txn)?;
+        let table = txn.open_table(OBJECTS).map_err(engine_error)?;
+        let range = match start_after {
+            Some(after) if after >= prefix => {
+                table.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            }
+            _ => table.range::<&str>(prefix..),
+        }
+        .map_err(engine_error)?;
+        let mut items = Vec::new();
+        for entry in range {
+            let (key, value) = entry.map_err(engine_error)?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if limit > 0 && items.len() == limit {
+                return Ok(Scan {
+                    items,
+                    more: true,
+                    revision,
+                });
+            }
+            items.push(decode(key, value.value())?);
+        }
+        Ok(Scan {
+            items,
+            more: false,
+            revision,
+        })
+    }
+
+    fn apply(&self, write: Write<'_>, revision: Revision) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(engine_error)?;
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(engine_error)?;
+            match write {
+                Write::Put(kv) => {
+                    objects
+                        .insert(kv.key.as_str(), encode(kv).as_slice())
+                        .map_err(engine_error)?;
+                }
+                Write::Delete(key) => {
+                    objects.remove(key).map_err(engine_error)?;
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(engine_error)?;
+            meta.insert(REVISION_KEY, revision).map_err(engine_error)?;
+        }
+        txn.commit().map_err(engine_error)
+    }
+
+    fn last_revision(&self) -> Result<Revision, StoreError> {
+        let txn = self.db.begin_read().map_err(engine_error)?;
+        read_revision(&txn)
+    }
+}
+
+fn read_revision(txn: &redb::ReadTransaction) -> Result<Revision, StoreError> {
+    let meta = txn.open_table(META).map_err(engine_error)?;
+    Ok(meta
+        .get(REVISION_KEY)
+        .map_err(engine_error)?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
