@@ -1,1 +1,173 @@
+//! capstan's Kubernetes API server. `start` brings up the whole thing on a data directory:
+//! certificates, the store, built-in namespaces, background loops, and the HTTPS listener.
+//!
+//! Layers, outside in: `server` (TLS, authentication, limits) → `handler` (media types,
+//! rendering, one place for errors) → `registry` (object semantics over the store), with
+//! `request` (routing), `discovery`, `openapi`, `patch` and `watch` beside them.
 
+pub mod authn;
+mod conversion;
+mod discovery;
+pub mod error;
+pub mod handler;
+pub mod kubeconfig;
+mod namespace_lifecycle;
+mod openapi;
+mod patch;
+pub mod pki;
+pub mod registry;
+pub mod request;
+pub mod server;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_api::resource;
+use capstan_store::{KvStore, Store};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::authn::TokenFile;
+use crate::handler::Handler;
+use crate::registry::Registry;
+
+/// The namespaces every cluster has from the start.
+pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How `capstan server` runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How often history older than one interval is compacted (Kubernetes: 5 minutes).
+    pub compaction_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or a file in it could not be used.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Pki(#[from] pki::PkiError),
+    #[error("{0}")]
+    Tls(#[from] server::TlsError),
+    /// The store file could not be opened (corrupt, or locked by another server).
+    #[error("store: {0}")]
+    Store(#[from] capstan_store::StoreError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] error::ApiError),
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub kubeconfig_path: PathBuf,
+    pub registry: Registry,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Waits until the server stops (it only stops when its tasks fail).
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The names and addresses the serving certificate covers.
+fn serving_hosts(listen: &SocketAddr) -> Vec<String> {
+    let mut hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+    ];
+    if let Ok(name) = std::fs::read_to_string("/etc/hostname") {
+        let name = name.trim().to_string();
+        if !name.is_empty() && !hosts.contains(&name) {
+            hosts.push(name);
+        }
+    }
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !hosts.contains(&ip.to_string()) {
+        hosts.push(ip.to_string());
+    }
+    hosts
+}
+
+/// The address clients should use: the listen address, or loopback for a wildcard listen.
+fn client_address(bound: &SocketAddr) -> String {
+    let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
+    if host.contains(':') {
+        format!("[{host}]:{}", bound.port())
+    } else {
+        format!("{host}:{}", bound.port())
+    }
+}
+
+/// Makes a random token for the token file made on first start.
+fn random_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+fn ensure_token_file(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    writeln!(file, "{},admin,admin,\"system:masters\"", random_token())?;
+    file.sync_all()
+}
+
+/// Starts the API server on `config`; returns once it is listening.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let bound = listener.local_addr()?;
+    let pki = pki::load_or_create(&config.data_dir.join("tls"), &serving_hosts(&bound))?;
+    let tls = server::tls_config(&pki)?;
+    let token_path = config.data_dir.join("tokens.csv");
+    ensure_token_file(&token_path)?;
+    let tokens = Arc::new(TokenFile::load(&token_path)?);
+
+    let store_path = config.data_dir.join("store.redb");
+    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || KvStore::open(&store_path)).await.map_err(|e| std::io::Error::other(e.to_string()))??);
+    let registry = Registry::new(store.clone());
+    let namespaces = resource::find("", "v1", "namespaces").expect("namespaces are registered");
+    for name in BUILTIN_NAMESPACES {
+        registry.ensure(namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
+    }
+
+    let server_url = format!("https://{}", client_address(&bound));
+    let kubeconfig_path = config.data_dir.join("kubeconfig");
+    kubeconfig::write(&kubeconfig_path, &kubeconfig::admin(&pki, &server_url))?;
+
+    let handler = Arc::new(Handler { registry: registry.clone(), server_address: client_address(&bound) });
+    let mut tasks = vec![tokio::spawn(server::serve(listener, tls, handler, tokens))];
+    tasks.push(tokio::spawn(namespace_lifecycle::run(registry.clone())));
+    tasks.push(tokio::spawn(compactor(store, config.compaction_interval)));
+    Ok(RunningServer { address: bound, kubeconfig_path, registry, tasks })
+}
+
+/// Compacts, every `interval`, the history older than the previous tick: a watch can resume
+/// from any revision at most one interval old, as with kube-apiserver's etcd compaction.
+async fn compactor(store: Arc<dyn Store>, interval: Duration) {
+    let mut previous = store.revision();
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Err(e) = store.compact(previous) {
+            tracing::warn!("compaction to {previous} failed: {e}");
+        }
+        previous = store.revision();
+    }
+}

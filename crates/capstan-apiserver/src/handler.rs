@@ -1,0 +1,637 @@
+//! From an authenticated HTTP request to a response: negotiation of media types, decoding of
+//! bodies and options, the call into the registry, and rendering of the result (objects,
+//! lists, Tables, watch streams). Errors are rendered in `respond_error` only.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use capstan_api::object;
+use capstan_api::resource::{ResourceInfo, Subresource};
+use capstan_api::selector::{FieldSelector, LabelSelector};
+use capstan_api::table;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::Frame;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::authn::UserInfo;
+use crate::discovery;
+use crate::error::{ApiError, success_status};
+use crate::openapi;
+use crate::patch::{self, PatchType};
+use crate::registry::{
+    DeleteOptions, FieldValidation, ListOptions, ListPage, Registry, WriteOptions, Written,
+};
+use crate::request::{Endpoint, Query, ResourceRequest, Verb, route};
+use crate::watch::{DEFAULT_TIMEOUT, ResourceWatch, WatchOptions};
+
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// Everything a handler needs to know about one request, already read from the wire.
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Query,
+    pub accept: String,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub user: UserInfo,
+}
+
+/// The server-wide state handlers use.
+pub struct Handler {
+    pub registry: Registry,
+    /// `host:port` clients reach the server by, for `/api`'s `serverAddressByClientCIDRs`.
+    pub server_address: String,
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+fn json_response(status: StatusCode, content_type: &str, value: &Value) -> Response<Body> {
+    let mut response = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    response
+}
+
+fn ok_json(value: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, "application/json", value)
+}
+
+/// The one place an error becomes a response.
+pub fn respond_error(error: &ApiError) -> Response<Body> {
+    json_response(error.status_code(), "application/json", &error.to_status())
+}
+
+/// How the client wants objects rendered, from `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rendering {
+    Object,
+    Table,
+    PartialObjectMetadata,
+}
+
+fn rendering(accept: &str) -> Result<Rendering, ApiError> {
+    for media in accept.split(',').map(str::trim) {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        let has = |p: &str| params.contains(&p);
+        if has("as=Table") && has("g=meta.k8s.io") {
+            return Ok(Rendering::Table);
+        }
+        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList")) && has("g=meta.k8s.io") {
+            return Ok(Rendering::PartialObjectMetadata);
+        }
+        match params[0] {
+            "application/json" | "application/*" | "*/*" | "" if params.len() == 1 => return Ok(Rendering::Object),
+            "application/yaml" | "application/vnd.kubernetes.protobuf" => {}
+            _ => {}
+        }
+    }
+    if accept.trim().is_empty() {
+        return Ok(Rendering::Object);
+    }
+    // Only protobuf or other unsupported types were listed.
+    if accept.split(',').any(|m| m.trim().starts_with("application/json")) {
+        return Ok(Rendering::Object);
+    }
+    Err(ApiError::NotAcceptable(format!(
+        "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept:?}"
+    )))
+}
+
+/// The aggregated discovery version asked for, if any.
+fn aggregated_discovery(accept: &str) -> Option<&'static str> {
+    for media in accept.split(',') {
+        if media.contains("as=APIGroupDiscoveryList") && media.contains("g=apidiscovery.k8s.io") {
+            if media.contains("v=v2beta1") {
+                return Some("v2beta1");
+            }
+            if media.contains("v=v2") {
+                return Some("v2");
+            }
+        }
+        if media.trim().starts_with("application/json") && !media.contains("as=") {
+            return None;
+        }
+    }
+    None
+}
+
+/// Parses a request body as JSON or YAML.
+fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type.and_then(|c| c.split(';').next()).map(str::trim).unwrap_or("application/json");
+    match media {
+        // `kubectl scale --current-replicas` sends no Content-Type at all.
+        "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::BadRequest(format!("the body of the request could not be decoded as JSON: {e}"))
+        }),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let text = std::str::from_utf8(body).map_err(|e| ApiError::BadRequest(format!("the body of the request is not UTF-8: {e}")))?;
+            serde_saphyr::from_str::<Value>(text).map_err(|e| {
+                ApiError::BadRequest(format!("the body of the request could not be decoded as YAML: {e}"))
+            })
+        }
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {other:?}"
+        ))),
+    }
+}
+
+fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
+    if let Some(d) = query.get("dryRun") {
+        if d != "All" {
+            return Err(ApiError::BadRequest(format!(
+                "dryRun: Unsupported value: {d:?}: supported values: \"All\""
+            )));
+        }
+    }
+    Ok(WriteOptions {
+        dry_run: query.dry_run(),
+        field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
+    })
+}
+
+fn selectors(query: &Query, resource: &ResourceInfo) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = match query.get("labelSelector") {
+        Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        None => LabelSelector::default(),
+    };
+    let fields = match query.get("fieldSelector") {
+        Some(s) => {
+            let f = FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            f.check_supported(resource).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            f
+        }
+        None => FieldSelector::default(),
+    };
+    Ok((labels, fields))
+}
+
+fn list_options(query: &Query, resource: &ResourceInfo) -> Result<ListOptions, ApiError> {
+    let (labels, fields) = selectors(query, resource)?;
+    let limit = match query.get("limit") {
+        Some(l) => l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("limit: invalid value {l:?}")))?.max(0) as usize,
+        None => 0,
+    };
+    Ok(ListOptions {
+        labels,
+        fields,
+        limit,
+        continue_token: query.get("continue").map(str::to_string),
+    })
+}
+
+impl Handler {
+    pub async fn handle(&self, request: ApiRequest) -> Response<Body> {
+        match self.dispatch(&request).await {
+            Ok(response) => response,
+            Err(error) => respond_error(&error),
+        }
+    }
+
+    async fn dispatch(&self, request: &ApiRequest) -> Result<Response<Body>, ApiError> {
+        let endpoint = route(&request.method, &request.path, request.query.flag("watch"))?;
+        let read_only = |response: Response<Body>| {
+            if request.method == Method::GET || request.method == Method::HEAD {
+                Ok(response)
+            } else {
+                Err(ApiError::MethodNotAllowed)
+            }
+        };
+        match endpoint {
+            Endpoint::Version => read_only(ok_json(&version())),
+            Endpoint::Health => read_only(Response::new(full("ok"))),
+            Endpoint::CoreVersions => read_only(match aggregated_discovery(&request.accept) {
+                Some(v) => aggregated_response(discovery::aggregated(true, v), v),
+                None => ok_json(&discovery::core_versions(&self.server_address)),
+            }),
+            Endpoint::Groups => read_only(match aggregated_discovery(&request.accept) {
+                Some(v) => aggregated_response(discovery::aggregated(false, v), v),
+                None => ok_json(&discovery::group_list()),
+            }),
+            Endpoint::Group(g) => read_only(ok_json(&discovery::group(&g).ok_or(ApiError::UnknownPath)?)),
+            Endpoint::ResourceList { group, version } => read_only(ok_json(
+                &discovery::resource_list(&group, &version).ok_or(ApiError::UnknownPath)?,
+            )),
+            Endpoint::OpenApiV3Root => read_only(ok_json(&openapi::root())),
+            Endpoint::OpenApiV3 { group, version } => {
+                let doc = openapi::document(&group, &version).ok_or(ApiError::UnknownPath)?;
+                let mut response = ok_json(&doc);
+                let hash = openapi::document_hash(&doc);
+                let headers = response.headers_mut();
+                headers.insert(ETAG, HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header"));
+                if request.query.get("hash") == Some(hash.as_str()) {
+                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                } else {
+                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                }
+                read_only(response)
+            }
+            // kubectl falls back to its compiled-in types without an OpenAPI v2 document.
+            Endpoint::OpenApiV2 => Err(ApiError::UnknownPath),
+            Endpoint::Resource(r) => self.resource(request, r).await,
+        }
+    }
+
+    async fn resource(&self, request: &ApiRequest, r: ResourceRequest) -> Result<Response<Body>, ApiError> {
+        let resource = r.resource;
+        let namespace = r.namespace.as_deref();
+        let name = r.name.as_deref().unwrap_or_default();
+        let query = &request.query;
+        match (r.verb, r.subresource) {
+            (Verb::Get, Some(Subresource::Scale)) => {
+                let object = self.registry.get(resource, namespace, name)?;
+                Ok(ok_json(&scale_of(resource, &object)?))
+            }
+            (Verb::Get, _) => {
+                let object = self.registry.get(resource, namespace, name)?;
+                render_object(resource, &request.accept, &object)
+            }
+            (Verb::List, _) => {
+                let options = list_options(query, resource)?;
+                let page = self.registry.list(resource, namespace, &options)?;
+                render_list(resource, &request.accept, query, page)
+            }
+            (Verb::Watch, _) => self.watch(request, &r),
+            (Verb::Create, Some(Subresource::Binding)) => self.bind(request, &r).await,
+            (Verb::Create, _) if resource.kind == "Binding" => {
+                let body = decode_body(request.content_type.as_deref(), &request.body)?;
+                let pod = object::name(&body).unwrap_or_default().to_string();
+                let bound = ResourceRequest { name: Some(pod), ..r.clone() };
+                self.bind_with(request, &bound, body).await
+            }
+            (Verb::Create, _) => {
+                let body = decode_body(request.content_type.as_deref(), &request.body)?;
+                let written = self.registry.create(resource, namespace, body, write_options(query)?).await?;
+                Ok(written_response(StatusCode::CREATED, written))
+            }
+            (Verb::Update, Some(Subresource::Scale)) | (Verb::Patch, Some(Subresource::Scale)) => {
+                self.scale(request, &r).await
+            }
+            (Verb::Update, sub) => {
+                let body = decode_body(request.content_type.as_deref(), &request.body)?;
+                let written = self.registry.update(resource, namespace, name, sub, body, write_options(query)?).await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Verb::Patch, sub) => {
+                let patch_type = PatchType::from_content_type(request.content_type.as_deref().unwrap_or(""))?;
+                let options = write_options(query)?;
+                let registry = &self.registry;
+                let written = registry
+                    .update_with(resource, namespace, name, sub, options, |current| {
+                        let patched = patch::apply(resource.kind, patch_type, current, &request.body)?;
+                        registry.decode_body(resource, patched, options.field_validation)
+                    })
+                    .await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Verb::Delete, _) => {
+                let options = delete_options(request)?;
+                let (object, removed) = self.registry.delete(resource, namespace, name, &options).await?;
+                if removed && resource.kind != "Pod" {
+                    let details = json!({"name": name, "group": resource.group, "kind": resource.plural, "uid": object::uid(&object)});
+                    Ok(ok_json(&success_status(details)))
+                } else {
+                    Ok(ok_json(&object))
+                }
+            }
+            (Verb::DeleteCollection, _) => {
+                let options = delete_options(request)?;
+                let list = list_options(query, resource)?;
+                let page = self.registry.delete_collection(resource, namespace, &list, &options).await?;
+                render_list(resource, "application/json", query, page)
+            }
+        }
+    }
+
+    fn watch(&self, request: &ApiRequest, r: &ResourceRequest) -> Result<Response<Body>, ApiError> {
+        let query = &request.query;
+        let resource = r.resource;
+        let (labels, mut fields) = selectors(query, resource)?;
+        // A watch of one object (`…/pods/web?watch=true`) is a watch filtered by name.
+        if let Some(name) = &r.name {
+            fields = FieldSelector::parse(&format!("metadata.name={name}")).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        }
+        let resource_version = match query.get("resourceVersion") {
+            Some(rv) => Some(rv.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("resourceVersion: Invalid value: {rv:?}: must be an integer"))
+            })?),
+            None => None,
+        };
+        let timeout = match query.get("timeoutSeconds") {
+            Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::BadRequest(format!("timeoutSeconds: invalid value {t:?}")))?),
+            None => DEFAULT_TIMEOUT,
+        };
+        let rendering = rendering(&request.accept)?;
+        let options = WatchOptions {
+            labels,
+            fields,
+            resource_version,
+            timeout,
+            allow_bookmarks: query.flag("allowWatchBookmarks"),
+            send_initial_events: query.flag("sendInitialEvents"),
+        };
+        let watch = ResourceWatch::start(&self.registry, resource, r.namespace.as_deref(), options)?;
+        let stream = futures_util::stream::unfold(watch, move |mut watch| async move {
+            let event = watch.next().await?;
+            let object = match (rendering, event.event_type) {
+                (_, "BOOKMARK") => event.object,
+                (Rendering::Table, _) => table_of(resource, std::slice::from_ref(&event.object), None, &Query::default()),
+                (Rendering::PartialObjectMetadata, _) => object::partial_metadata(&event.object),
+                (Rendering::Object, _) => event.object,
+            };
+            let mut line = serde_json::to_vec(&json!({"type": event.event_type, "object": object})).unwrap_or_default();
+            line.push(b'\n');
+            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), watch))
+        });
+        let mut response = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
+        let content_type = if rendering == Rendering::Table { TABLE_CONTENT_TYPE } else { "application/json" };
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Ok(response)
+    }
+
+    async fn bind(&self, request: &ApiRequest, r: &ResourceRequest) -> Result<Response<Body>, ApiError> {
+        let body = decode_body(request.content_type.as_deref(), &request.body)?;
+        self.bind_with(request, r, body).await
+    }
+
+    /// `pods/<name>/binding`: sets `spec.nodeName` once, as the scheduler does.
+    async fn bind_with(&self, request: &ApiRequest, r: &ResourceRequest, body: Value) -> Result<Response<Body>, ApiError> {
+        let pods = capstan_api::resource::find("", "v1", "pods").expect("pods are registered");
+        let name = r.name.as_deref().unwrap_or_default();
+        let node = object::str_at(&body, "/target/name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::Invalid {
+            group: String::new(),
+            kind: "Binding".into(),
+            name: name.to_string(),
+            errors: vec![capstan_api::FieldError::required("target.name", "")],
+        })?;
+        let options = write_options(&request.query)?;
+        self.registry
+            .update_with(pods, r.namespace.as_deref(), name, Some(Subresource::Binding), options, |current| {
+                if let Some(existing) = object::str_at(current, "/spec/nodeName").filter(|n| !n.is_empty()) {
+                    return Err(ApiError::Conflict {
+                        group: String::new(),
+                        resource: "pods".into(),
+                        name: name.to_string(),
+                        detail: format!("pod {name} is already assigned to node {existing:?}"),
+                    });
+                }
+                if object::is_terminating(current) {
+                    return Err(ApiError::Conflict {
+                        group: String::new(),
+                        resource: "pods".into(),
+                        name: name.to_string(),
+                        detail: format!("pod {name} is being deleted, cannot be assigned to a host"),
+                    });
+                }
+                let mut pod = current.clone();
+                pod["spec"]["nodeName"] = json!(node);
+                let status = object::object_field_mut(&mut pod, "status");
+                let mut conditions: Vec<Value> = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::format_time(jiff::Timestamp::now())}));
+                status.insert("conditions".into(), json!(conditions));
+                Ok((pod, Vec::new()))
+            })
+            .await?;
+        Ok(json_response(StatusCode::CREATED, "application/json", &success_status(json!({}))))
+    }
+
+    /// `…/scale`: reads and writes `spec.replicas` through an autoscaling/v1 `Scale`.
+    async fn scale(&self, request: &ApiRequest, r: &ResourceRequest) -> Result<Response<Body>, ApiError> {
+        let resource = r.resource;
+        let name = r.name.as_deref().unwrap_or_default();
+        let options = write_options(&request.query)?;
+        let patch_type = match r.verb {
+            Verb::Patch => Some(PatchType::from_content_type(request.content_type.as_deref().unwrap_or(""))?),
+            _ => None,
+        };
+        let body = match patch_type {
+            None => Some(decode_body(request.content_type.as_deref(), &request.body)?),
+            Some(_) => None,
+        };
+        let written = self
+            .registry
+            .update_with(resource, r.namespace.as_deref(), name, None, options, |current| {
+                let scale = scale_of(resource, current)?;
+                let new_scale = match (&body, patch_type) {
+                    (Some(b), _) => b.clone(),
+                    (None, Some(t)) => patch::apply("Scale", t, &scale, &request.body)?,
+                    (None, None) => unreachable!("a scale write is a PUT or a PATCH"),
+                };
+                let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                if replicas < 0 {
+                    return Err(ApiError::Invalid {
+                        group: "autoscaling".into(),
+                        kind: "Scale".into(),
+                        name: name.to_string(),
+                        errors: vec![capstan_api::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+                    });
+                }
+                let mut object = current.clone();
+                object["spec"]["replicas"] = json!(replicas);
+                // A resourceVersion in the Scale is a precondition on the object.
+                match object::resource_version(&new_scale) {
+                    Some(rv) => object::set_meta(&mut object, "resourceVersion", json!(rv)),
+                    None => object::set_meta(&mut object, "resourceVersion", Value::Null),
+                }
+                Ok((object, Vec::new()))
+            })
+            .await?;
+        let mut response = ok_json(&scale_of(resource, &written.object)?);
+        add_warnings(&mut response, &written.warnings);
+        Ok(response)
+    }
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": concat!("v1.33.0+capstan-", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+fn aggregated_response(doc: Value, version: &str) -> Response<Body> {
+    let content_type = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    json_response(StatusCode::OK, &content_type, &doc)
+}
+
+fn add_warnings(response: &mut Response<Body>, warnings: &[String]) {
+    for warning in warnings {
+        let value = format!("299 - {}", serde_json::to_string(warning).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().append("warning", v);
+        }
+    }
+}
+
+fn written_response(created: StatusCode, written: Written) -> Response<Body> {
+    let status = if written.created { created } else { StatusCode::OK };
+    let mut response = json_response(status, "application/json", &written.object);
+    add_warnings(&mut response, &written.warnings);
+    response
+}
+
+fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
+    let mut options = DeleteOptions {
+        dry_run: request.query.dry_run(),
+        ..Default::default()
+    };
+    if !request.body.is_empty() {
+        let body: Value = serde_json::from_slice(&request.body)
+            .map_err(|e| ApiError::BadRequest(format!("the body of the request could not be decoded as DeleteOptions: {e}")))?;
+        if body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")) {
+            options.dry_run = true;
+        }
+        options.precondition_uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+        options.precondition_resource_version = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    Ok(options)
+}
+
+/// The autoscaling/v1 `Scale` of an object with `spec.replicas`.
+fn scale_of(resource: &ResourceInfo, object: &Value) -> Result<Value, ApiError> {
+    let selector = match resource.scale_selector_path {
+        Some(path) => {
+            let pointer = format!("/{}", path.join("/"));
+            match object.pointer(&pointer) {
+                Some(s) => LabelSelector::from_label_selector(s).map(|s| s.to_string()).unwrap_or_default(),
+                None => String::new(),
+            }
+        }
+        None => String::new(),
+    };
+    let meta = &object["metadata"];
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    }))
+}
+
+fn render_object(resource: &ResourceInfo, accept: &str, object: &Value) -> Result<Response<Body>, ApiError> {
+    match rendering(accept)? {
+        Rendering::Object => Ok(ok_json(object)),
+        Rendering::PartialObjectMetadata => Ok(ok_json(&object::partial_metadata(object))),
+        Rendering::Table => Ok(json_response(
+            StatusCode::OK,
+            TABLE_CONTENT_TYPE,
+            &table_of(resource, std::slice::from_ref(object), None, &Query::default()),
+        )),
+    }
+}
+
+fn render_list(resource: &ResourceInfo, accept: &str, query: &Query, page: ListPage) -> Result<Response<Body>, ApiError> {
+    let mut metadata = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = &page.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    match rendering(accept)? {
+        Rendering::Table => Ok(json_response(
+            StatusCode::OK,
+            TABLE_CONTENT_TYPE,
+            &table_of(resource, &page.items, Some(metadata), query),
+        )),
+        Rendering::PartialObjectMetadata => {
+            let items: Vec<Value> = page.items.iter().map(object::partial_metadata).collect();
+            Ok(ok_json(&json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items})))
+        }
+        Rendering::Object => Ok(ok_json(&json!({
+            "kind": format!("{}List", resource.kind),
+            "apiVersion": resource.api_version(),
+            "metadata": metadata,
+            "items": page.items,
+        }))),
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of `objects`.
+fn table_of(resource: &ResourceInfo, objects: &[Value], metadata: Option<Value>, query: &Query) -> Value {
+    let now = jiff::Timestamp::now();
+    let columns: Vec<Value> = table::columns(resource)
+        .iter()
+        .map(|c| json!({"name": c.name, "type": c.column_type, "format": c.format, "description": c.description, "priority": c.priority}))
+        .collect();
+    let include = query.get("includeObject").unwrap_or("Metadata");
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": table::cells(resource, o, now)});
+            match include {
+                "None" => {}
+                "Object" => row["object"] = o.clone(),
+                _ => row["object"] = object::partial_metadata(o),
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata.unwrap_or_else(|| json!({})),
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_get_asks_for_a_table() {
+        let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(rendering(accept).unwrap(), Rendering::Table);
+        assert_eq!(rendering("application/json").unwrap(), Rendering::Object);
+        assert_eq!(rendering("application/vnd.kubernetes.protobuf, application/json").unwrap(), Rendering::Object);
+        assert!(rendering("application/vnd.kubernetes.protobuf").is_err());
+    }
+
+    #[test]
+    fn aggregated_discovery_is_recognised_in_both_versions() {
+        let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_discovery(accept), Some("v2"));
+        assert_eq!(aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"), Some("v2beta1"));
+        assert_eq!(aggregated_discovery("application/json, */*"), None);
+    }
+
+    #[test]
+    fn bodies_decode_as_json_or_yaml_and_other_types_are_refused() {
+        assert_eq!(decode_body(None, br#"{"a":1}"#).unwrap(), json!({"a": 1}));
+        assert_eq!(decode_body(Some("application/yaml"), b"a: 1\nb: [x]\n").unwrap(), json!({"a": 1, "b": ["x"]}));
+        let err = decode_body(Some("application/json"), b"{\"a\":").unwrap_err();
+        assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
+        let err = decode_body(Some("application/vnd.kubernetes.protobuf"), b"k8s\0").unwrap_err();
+        assert_eq!(err.status_code(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}

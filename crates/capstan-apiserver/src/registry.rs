@@ -1,0 +1,892 @@
+//! REST storage with Kubernetes' object semantics, for every kind: decoding and field
+//! validation, create/update preparation (uid, timestamps, generation, status split),
+//! defaulting, validation, optimistic concurrency, finalizers and graceful deletion, lists with
+//! selectors and paging.
+//!
+//! The HTTP layer turns requests into calls here and results back into responses; nothing here
+//! knows about HTTP beyond the error type.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use capstan_api::object::{self, format_time};
+use capstan_api::resource::{self, ResourceInfo, Subresource};
+use capstan_api::selector::{FieldSelector, LabelSelector};
+use capstan_api::{defaults, typed, validation};
+use capstan_store::{KeyValue, Revision, Store, StoreError};
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+
+/// Largest object the store keeps, as etcd's default request limit.
+pub const MAX_OBJECT_BYTES: usize = 1_572_864;
+
+/// How unknown fields in a write are treated (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    /// The default when the client says nothing, as in Kubernetes 1.27+.
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "fieldValidation must be one of \"Ignore\", \"Strict\", or \"Warn\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Options every write takes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+}
+
+/// The result of a write: the object as stored (or as it would be, for a dry run), whether it
+/// was created, and the warnings for the client.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+/// `DeleteOptions`, from the body or the query.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+}
+
+/// What a list asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    /// 0: no limit.
+    pub limit: usize,
+    pub continue_token: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
+/// The generic registry over one store.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+}
+
+/// The object stored at `kv`, with its resourceVersion.
+pub fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
+    Ok(object)
+}
+
+/// The bytes the store keeps: the object without its resourceVersion (the store's revision is
+/// the resourceVersion, so keeping it inside would only go stale).
+fn encode_for_store(object: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    let bytes = serde_json::to_vec(&object).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if bytes.len() > MAX_OBJECT_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "object is too large: {} bytes, the limit is {MAX_OBJECT_BYTES}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+fn not_found(resource: &ResourceInfo, name: &str) -> ApiError {
+    ApiError::NotFound {
+        group: resource.group.to_string(),
+        resource: resource.plural.to_string(),
+        name: name.to_string(),
+    }
+}
+
+fn conflict(resource: &ResourceInfo, name: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::Conflict {
+        group: resource.group.to_string(),
+        resource: resource.plural.to_string(),
+        name: name.to_string(),
+        detail: detail.into(),
+    }
+}
+
+const MODIFIED: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
+fn invalid(resource: &ResourceInfo, name: &str, errors: Vec<capstan_api::FieldError>) -> ApiError {
+    ApiError::Invalid {
+        group: resource.group.to_string(),
+        kind: resource.kind.to_string(),
+        name: name.to_string(),
+        errors,
+    }
+}
+
+/// The continue token of a list: where the next page starts and the revision of the first.
+fn encode_continue(revision: Revision, last_key: &str) -> String {
+    let token = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiError> {
+    let bad = || ApiError::BadRequest(format!("continue key is not valid: {token}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let revision = value["rv"].as_i64().ok_or_else(bad)?;
+    let start = value["start"].as_str().ok_or_else(bad)?;
+    if !start.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok((revision, start.to_string()))
+}
+
+/// Five characters from Kubernetes' alphabet for `generateName` (no vowels, no look-alikes).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The object without `metadata` and `status`: what `generation` tracks.
+fn spec_part(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(map) = out.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    out
+}
+
+fn without_resource_version(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    out
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Runs a store call that may wait on disk on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Result<T, StoreError>, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))
+    }
+
+    fn get_kv(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<KeyValue, ApiError> {
+        self.store
+            .get(&resource.storage_key(namespace, name))?
+            .ok_or_else(|| not_found(resource, name))
+    }
+
+    pub fn get(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let kv = self.get_kv(resource, namespace, name)?;
+        let object = decode_stored(&kv)?;
+        Ok(crate::conversion::to_version(resource, object))
+    }
+
+    pub fn list(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ListPage, ApiError> {
+        let prefix = resource.storage_list_prefix(namespace);
+        let (mut first_revision, mut start_after) = match &options.continue_token {
+            Some(token) => {
+                let (rv, start) = decode_continue(token, &prefix)?;
+                (Some(rv), Some(start))
+            }
+            None => (None, None),
+        };
+        // Read in chunks so that a selective filter with a small limit does not scan everything
+        // at once, and a large list is not held twice.
+        let chunk = if options.limit == 0 { 0 } else { options.limit.max(100) };
+        let mut items = Vec::new();
+        loop {
+            let page = self.store.list(&prefix, start_after.as_deref(), chunk)?;
+            let revision = *first_revision.get_or_insert(page.revision);
+            for (i, kv) in page.items.iter().enumerate() {
+                let object = decode_stored(kv)?;
+                if !options.labels.matches(object::labels(&object))
+                    || !options.fields.matches(resource, &object)
+                {
+                    continue;
+                }
+                items.push(crate::conversion::to_version(resource, object));
+                if options.limit > 0 && items.len() == options.limit {
+                    let more = page.more || i + 1 < page.items.len();
+                    let continue_token = more.then(|| encode_continue(revision, &kv.key));
+                    return Ok(ListPage {
+                        items,
+                        revision,
+                        continue_token,
+                    });
+                }
+            }
+            if !page.more {
+                return Ok(ListPage {
+                    items,
+                    revision,
+                    continue_token: None,
+                });
+            }
+            start_after = page.items.last().map(|kv| kv.key.clone());
+        }
+    }
+
+    /// Decodes a request body as `resource`, applying `fieldValidation`.
+    pub fn decode_body(
+        &self,
+        resource: &ResourceInfo,
+        mut body: Value,
+        validation: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::BadRequest(format!(
+                "Object 'Kind' is missing in '{body}'"
+            )));
+        }
+        let expected_version = resource.api_version();
+        match body.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => body["apiVersion"] = json!(expected_version),
+            Some(v) if v == expected_version => {}
+            Some(v) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({expected_version})"
+                )));
+            }
+        }
+        match body.get("kind").and_then(Value::as_str) {
+            None | Some("") => body["kind"] = json!(resource.kind),
+            Some(k) if k == resource.kind => {}
+            Some(k) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    resource.kind
+                )));
+            }
+        }
+        let decoded = typed::decode(resource, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let unknown: Vec<String> = decoded
+            .unknown_fields
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+        match validation {
+            FieldValidation::Strict if !unknown.is_empty() => Err(ApiError::BadRequest(format!(
+                "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+                resource.kind,
+                resource.version,
+                resource.kind,
+                unknown.join(", ")
+            ))),
+            FieldValidation::Warn => Ok((decoded.object, unknown)),
+            _ => Ok((decoded.object, Vec::new())),
+        }
+    }
+
+    /// Refuses new objects in a namespace that is missing or being deleted.
+    fn check_namespace_open(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<(), ApiError> {
+        let Some(ns) = namespace.filter(|_| resource.namespaced) else {
+            return Ok(());
+        };
+        let namespaces = resource::find("", "v1", "namespaces").expect("namespaces are registered");
+        let kv = self
+            .store
+            .get(&namespaces.storage_key(None, ns))?
+            .ok_or_else(|| not_found(namespaces, ns))?;
+        if object::is_terminating(&decode_stored(&kv)?) {
+            return Err(ApiError::Forbidden(format!(
+                "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                resource.plural,
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn create(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        body: Value,
+        options: WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let (mut object, warnings) = self.decode_body(resource, body, options.field_validation)?;
+        object = crate::conversion::to_storage(resource, object);
+        if resource.namespaced {
+            let url_ns = namespace.ok_or_else(|| ApiError::BadRequest("the namespace of the object must be set".into()))?;
+            match object::namespace(&object) {
+                Some(ns) if ns != url_ns => {
+                    return Err(ApiError::BadRequest(
+                        "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    ));
+                }
+                _ => object::set_meta(&mut object, "namespace", json!(url_ns)),
+            }
+        } else {
+            object::set_meta(&mut object, "namespace", Value::Null);
+        }
+        if object::name(&object).is_none() {
+            if let Some(prefix) = object::str_at(&object, "/metadata/generateName").filter(|s| !s.is_empty()) {
+                let name = format!("{prefix}{}", random_suffix());
+                object::set_meta(&mut object, "name", json!(name));
+            }
+        }
+        prepare_for_create(resource, &mut object);
+        defaults::apply_defaults(resource, &mut object);
+        let name = object::name(&object).unwrap_or_default().to_string();
+        let mut errors = validation::validate(resource, &object, None);
+        if name.is_empty() && errors.is_empty() {
+            errors.push(capstan_api::FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(invalid(resource, &name, errors));
+        }
+        self.check_namespace_open(resource, namespace, &name)?;
+        let bytes = encode_for_store(&object)?;
+        if options.dry_run {
+            return Ok(Written { object: crate::conversion::to_version(resource, object), created: true, warnings });
+        }
+        let key = resource.storage_key(namespace, &name);
+        let kv = match self.blocking(move |s| s.create(&key, bytes)).await? {
+            Ok(kv) => kv,
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(ApiError::AlreadyExists {
+                    group: resource.group.to_string(),
+                    resource: resource.plural.to_string(),
+                    name,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
+        Ok(Written { object: crate::conversion::to_version(resource, object), created: true, warnings })
+    }
+
+    /// Read-modify-write of one object, retried when another writer got there first unless the
+    /// caller pinned a resourceVersion. `change` builds the new object from the current one
+    /// (which carries its resourceVersion); what it returns is prepared, defaulted, validated
+    /// and stored. A result equal to the current object is not written.
+    pub async fn update_with(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<Subresource>,
+        options: WriteOptions,
+        mut change: impl FnMut(&Value) -> Result<(Value, Vec<String>), ApiError>,
+    ) -> Result<Written, ApiError> {
+        let key = resource.storage_key(namespace, name);
+        loop {
+            let current_kv = self.get_kv(resource, namespace, name)?;
+            let current = decode_stored(&current_kv)?;
+            let (proposed, warnings) = change(&crate::conversion::to_version(resource, current.clone()))?;
+            let proposed = crate::conversion::to_storage(resource, proposed);
+            let pinned = object::resource_version(&proposed).map(str::to_string);
+            if let Some(rv) = &pinned {
+                if *rv != current_kv.mod_revision.to_string() {
+                    return Err(conflict(resource, name, MODIFIED));
+                }
+            }
+            if let Some(body_name) = object::name(&proposed) {
+                if body_name != name {
+                    return Err(ApiError::BadRequest(format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+            }
+            let mut object = prepare_for_update(resource, subresource, proposed, &current)?;
+            defaults::apply_defaults(resource, &mut object);
+            let errors = if matches!(subresource, Some(Subresource::Status | Subresource::Binding)) {
+                Vec::new()
+            } else {
+                validation::validate(resource, &object, Some(&current))
+            };
+            if !errors.is_empty() {
+                return Err(invalid(resource, name, errors));
+            }
+            if without_resource_version(&object) == without_resource_version(&current) {
+                return Ok(Written { object: crate::conversion::to_version(resource, current), created: false, warnings });
+            }
+            // The last finalizer of an object being deleted is gone: delete it for real.
+            if object::is_terminating(&object) && !holds_deletion(resource, &object) {
+                if options.dry_run {
+                    return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+                }
+                let key = key.clone();
+                let expected = current_kv.mod_revision;
+                match self.blocking(move |s| s.delete(&key, Some(expected))).await? {
+                    Ok(kv) => {
+                        object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
+                        return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+                    }
+                    Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
+                    Err(StoreError::Conflict { .. }) => return Err(conflict(resource, name, MODIFIED)),
+                    Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let bytes = encode_for_store(&object)?;
+            if options.dry_run {
+                return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+            }
+            let write_key = key.clone();
+            let expected = current_kv.mod_revision;
+            match self.blocking(move |s| s.update(&write_key, bytes, expected)).await? {
+                Ok(kv) => {
+                    object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
+                    return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+                }
+                Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
+                Err(StoreError::Conflict { .. }) => return Err(conflict(resource, name, MODIFIED)),
+                Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `PUT` of an object or its status: the body replaces the object.
+    pub async fn update(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<Subresource>,
+        body: Value,
+        options: WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let (decoded, warnings) = self.decode_body(resource, body, options.field_validation)?;
+        self.update_with(resource, namespace, name, subresource, options, |_| {
+            Ok((decoded.clone(), warnings.clone()))
+        })
+        .await
+    }
+
+    pub async fn delete(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<(Value, bool), ApiError> {
+        let key = resource.storage_key(namespace, name);
+        loop {
+            let kv = self.get_kv(resource, namespace, name)?;
+            let current = decode_stored(&kv)?;
+            if let Some(uid) = &options.precondition_uid {
+                let actual = object::uid(&current).unwrap_or_default();
+                if uid != actual {
+                    return Err(conflict(resource, name, format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    )));
+                }
+            }
+            if let Some(rv) = &options.precondition_resource_version {
+                let actual = kv.mod_revision.to_string();
+                if *rv != actual {
+                    return Err(conflict(resource, name, format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                    )));
+                }
+            }
+            // Objects with finalizers (and namespaces, which finalize through their spec) are
+            // only marked; whoever owns the finalizer removes it and the last removal deletes.
+            if holds_deletion(resource, &current) {
+                if object::is_terminating(&current) {
+                    return Ok((crate::conversion::to_version(resource, current), false));
+                }
+                let mut marked = current.clone();
+                object::set_meta(&mut marked, "deletionTimestamp", json!(format_time(now())));
+                object::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
+                if resource.kind == "Namespace" {
+                    object::object_field_mut(&mut marked, "status").insert("phase".into(), json!("Terminating"));
+                }
+                if options.dry_run {
+                    return Ok((crate::conversion::to_version(resource, marked), false));
+                }
+                let bytes = encode_for_store(&marked)?;
+                let write_key = key.clone();
+                let expected = kv.mod_revision;
+                match self.blocking(move |s| s.update(&write_key, bytes, expected)).await? {
+                    Ok(kv) => {
+                        object::set_meta(&mut marked, "resourceVersion", json!(kv.mod_revision.to_string()));
+                        return Ok((crate::conversion::to_version(resource, marked), false));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if options.dry_run {
+                return Ok((crate::conversion::to_version(resource, current), true));
+            }
+            let delete_key = key.clone();
+            let expected = kv.mod_revision;
+            match self.blocking(move |s| s.delete(&delete_key, Some(expected))).await? {
+                Ok(deleted) => return Ok((crate::conversion::to_version(resource, decode_stored(&deleted)?), true)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Deletes every object a list with `list_options` returns; answers the list of what was
+    /// deleted or marked.
+    pub async fn delete_collection(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        list_options: &ListOptions,
+        options: &DeleteOptions,
+    ) -> Result<ListPage, ApiError> {
+        let page = self.list(resource, namespace, list_options)?;
+        let mut items = Vec::new();
+        for item in &page.items {
+            let name = object::name(item).unwrap_or_default();
+            match self.delete(resource, object::namespace(item), name, options).await {
+                Ok((object, _)) => items.push(object),
+                Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ListPage { items, ..page })
+    }
+
+    /// Creates the object if missing (used to bootstrap built-in namespaces).
+    pub async fn ensure(&self, resource: &'static ResourceInfo, object: Value) -> Result<(), ApiError> {
+        let namespace = object::namespace(&object).map(str::to_string);
+        match self.create(resource, namespace.as_deref(), object, WriteOptions::default()).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Does something still hold the object back from deletion: finalizers, or for a namespace
+/// the `spec.finalizers` its lifecycle clears once the namespace is empty?
+fn holds_deletion(resource: &ResourceInfo, object: &Value) -> bool {
+    let spec_finalizers = resource.kind == "Namespace"
+        && object
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+    spec_finalizers || !object::finalizers(object).is_empty()
+}
+
+/// Kubernetes' PrepareForCreate, common part: server-owned metadata is set here, whatever the
+/// client sent.
+fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
+    let meta = object::metadata_mut(object);
+    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        meta.remove(server_owned);
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(format_time(now())));
+    if resource.tracks_generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    if resource.resets_status_on_create {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+    }
+}
+
+/// Kubernetes' PrepareForUpdate, common part: metadata the server owns is kept from the stored
+/// object; the main resource keeps the stored status and the status subresource keeps
+/// everything but the status.
+fn prepare_for_update(
+    resource: &ResourceInfo,
+    subresource: Option<Subresource>,
+    proposed: Value,
+    current: &Value,
+) -> Result<Value, ApiError> {
+    if subresource == Some(Subresource::Binding) {
+        // The binding handler built the whole new pod from the stored one.
+        return Ok(proposed);
+    }
+    if subresource == Some(Subresource::Status) {
+        let mut out = current.clone();
+        let status = proposed.get("status").cloned().unwrap_or(Value::Null);
+        match out.as_object_mut() {
+            Some(map) if !status.is_null() => {
+                map.insert("status".into(), status);
+            }
+            Some(map) => {
+                map.remove("status");
+            }
+            None => {}
+        }
+        return Ok(out);
+    }
+    let mut out = proposed;
+    let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    {
+        let meta = object::metadata_mut(&mut out);
+        for kept in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+            match current_meta.get(kept) {
+                Some(v) => meta.insert(kept.to_string(), v.clone()),
+                None => meta.remove(kept),
+            };
+        }
+        meta.remove("selfLink");
+    }
+    if object::is_terminating(current) {
+        let before: Vec<&str> = object::finalizers(current);
+        let added: Vec<String> = object::finalizers(&out)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .map(str::to_string)
+            .collect();
+        if !added.is_empty() {
+            return Err(ApiError::Invalid {
+                group: resource.group.to_string(),
+                kind: resource.kind.to_string(),
+                name: object::name(current).unwrap_or_default().to_string(),
+                errors: vec![capstan_api::FieldError::forbidden(
+                    "metadata.finalizers",
+                    format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                )],
+            });
+        }
+    }
+    if resource.has_status() {
+        let status = current.get("status").cloned();
+        if let Some(map) = out.as_object_mut() {
+            match status {
+                Some(s) => map.insert("status".into(), s),
+                None => map.remove("status"),
+            };
+        }
+    }
+    if resource.tracks_generation && spec_part(&out) != spec_part(current) {
+        let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        object::set_meta(&mut out, "generation", json!(generation));
+    }
+    Ok(out)
+}
+
+/// Copies `labels` into a new map (for building objects in tests and bootstrap).
+pub fn labels_map(pairs: &[(&str, &str)]) -> Map<String, Value> {
+    pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capstan_store::KvStore;
+
+    fn registry() -> Registry {
+        Registry::new(Arc::new(KvStore::memory()))
+    }
+
+    fn res(group: &str, plural: &str) -> &'static ResourceInfo {
+        let version = if group == "autoscaling" { "v2" } else { "v1" };
+        resource::find(group, version, plural).unwrap()
+    }
+
+    async fn with_namespace(r: &Registry, name: &str) {
+        r.ensure(res("", "namespaces"), json!({"metadata": {"name": name}})).await.unwrap();
+    }
+
+    fn configmap(name: &str, data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+    }
+
+    #[tokio::test]
+    async fn create_sets_server_owned_metadata_and_ignores_the_clients() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let mut body = configmap("c", json!({"a": "1"}));
+        body["metadata"]["uid"] = json!("mine");
+        body["metadata"]["resourceVersion"] = json!("99");
+        let out = r.create(res("", "configmaps"), Some("default"), body, WriteOptions::default()).await.unwrap();
+        assert_ne!(out.object["metadata"]["uid"], "mine");
+        assert_eq!(out.object["metadata"]["namespace"], "default");
+        assert_eq!(out.object["metadata"]["resourceVersion"], "2");
+        assert!(out.object["metadata"]["creationTimestamp"].is_string());
+    }
+
+    #[tokio::test]
+    async fn create_in_a_missing_namespace_is_not_found() {
+        let r = registry();
+        let err = r.create(res("", "configmaps"), Some("nope"), configmap("c", json!({})), WriteOptions::default()).await.unwrap_err();
+        assert_eq!(err.to_string(), "namespaces \"nope\" not found");
+    }
+
+    #[tokio::test]
+    async fn generate_name_makes_a_unique_name() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cfg-"}});
+        let out = r.create(res("", "configmaps"), Some("default"), body, WriteOptions::default()).await.unwrap();
+        let name = out.object["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
+    }
+
+    #[tokio::test]
+    async fn stale_resource_version_conflicts_and_changes_nothing() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        let created = r.create(cm, Some("default"), configmap("c", json!({"a": "1"})), WriteOptions::default()).await.unwrap();
+        let mut first = created.object.clone();
+        first["data"]["a"] = json!("2");
+        r.update(cm, Some("default"), "c", None, first, WriteOptions::default()).await.unwrap();
+        let mut stale = created.object.clone();
+        stale["data"]["a"] = json!("3");
+        let err = r.update(cm, Some("default"), "c", None, stale, WriteOptions::default()).await.unwrap_err();
+        assert_eq!(err.status_code().as_u16(), 409);
+        assert_eq!(r.get(cm, Some("default"), "c").unwrap()["data"]["a"], "2");
+    }
+
+    #[tokio::test]
+    async fn generation_moves_with_spec_and_not_with_metadata_or_status() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let deploy = res("apps", "deployments");
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        r.create(deploy, Some("default"), body, WriteOptions::default()).await.unwrap();
+        let relabel = r.update_with(deploy, Some("default"), "web", None, WriteOptions::default(), |cur| {
+            let mut o = cur.clone();
+            o["metadata"]["labels"] = json!({"x": "y"});
+            Ok((o, vec![]))
+        }).await.unwrap();
+        assert_eq!(relabel.object["metadata"]["generation"], 1);
+        let scaled = r.update_with(deploy, Some("default"), "web", None, WriteOptions::default(), |cur| {
+            let mut o = cur.clone();
+            o["spec"]["replicas"] = json!(3);
+            o["status"] = json!({"replicas": 7});
+            Ok((o, vec![]))
+        }).await.unwrap();
+        assert_eq!(scaled.object["metadata"]["generation"], 2);
+        assert!(scaled.object.get("status").is_none(), "the main resource ignores status");
+        let status = r.update_with(deploy, Some("default"), "web", Some(Subresource::Status), WriteOptions::default(), |cur| {
+            let mut o = cur.clone();
+            o["spec"]["replicas"] = json!(9);
+            o["status"] = json!({"replicas": 3});
+            Ok((o, vec![]))
+        }).await.unwrap();
+        assert_eq!(status.object["spec"]["replicas"], 3, "the status subresource ignores spec");
+        assert_eq!(status.object["status"]["replicas"], 3);
+        assert_eq!(status.object["metadata"]["generation"], 2);
+    }
+
+    #[tokio::test]
+    async fn finalizers_hold_a_deleted_object_until_removed() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        let mut body = configmap("c", json!({}));
+        body["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        r.create(cm, Some("default"), body, WriteOptions::default()).await.unwrap();
+        let (marked, gone) = r.delete(cm, Some("default"), "c", &DeleteOptions::default()).await.unwrap();
+        assert!(!gone);
+        assert!(object::is_terminating(&marked));
+        r.update_with(cm, Some("default"), "c", None, WriteOptions::default(), |cur| {
+            let mut o = cur.clone();
+            o["metadata"]["finalizers"] = json!([]);
+            Ok((o, vec![]))
+        }).await.unwrap();
+        assert!(matches!(r.get(cm, Some("default"), "c"), Err(ApiError::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn strict_field_validation_names_unknown_fields_and_stores_nothing() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        let mut body = configmap("c", json!({}));
+        body["spec"] = json!({"x": 1});
+        let strict = WriteOptions { field_validation: FieldValidation::Strict, ..Default::default() };
+        let err = r.create(cm, Some("default"), body.clone(), strict).await.unwrap_err();
+        assert_eq!(err.to_string(), "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\"");
+        assert!(r.get(cm, Some("default"), "c").is_err());
+        let warned = r.create(cm, Some("default"), body, WriteOptions::default()).await.unwrap();
+        assert_eq!(warned.warnings, vec!["unknown field \"spec\""]);
+    }
+
+    #[tokio::test]
+    async fn dry_run_validates_but_stores_nothing() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        let dry = WriteOptions { dry_run: true, ..Default::default() };
+        r.create(cm, Some("default"), configmap("c", json!({})), dry).await.unwrap();
+        assert!(r.get(cm, Some("default"), "c").is_err());
+    }
+
+    #[tokio::test]
+    async fn lists_page_with_continue_tokens_and_filter_by_labels() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        for i in 0..5 {
+            let mut body = configmap(&format!("c{i}"), json!({}));
+            body["metadata"]["labels"] = json!({"parity": if i % 2 == 0 { "even" } else { "odd" }});
+            r.create(cm, Some("default"), body, WriteOptions::default()).await.unwrap();
+        }
+        let mut options = ListOptions { limit: 2, ..Default::default() };
+        let first = r.list(cm, Some("default"), &options).unwrap();
+        assert_eq!(first.items.len(), 2);
+        options.continue_token = first.continue_token.clone();
+        let second = r.list(cm, Some("default"), &options).unwrap();
+        assert_eq!(second.revision, first.revision);
+        assert_eq!(object::name(&second.items[0]), Some("c2"));
+        let even = ListOptions { labels: LabelSelector::parse("parity=even").unwrap(), ..Default::default() };
+        assert_eq!(r.list(cm, None, &even).unwrap().items.len(), 3);
+    }
+}

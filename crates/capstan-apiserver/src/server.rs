@@ -1,0 +1,173 @@
+//! The HTTPS front: TLS with optional client certificates, authentication, request size limits,
+//! panic isolation, and HTTP/1.1 + HTTP/2 (kubectl speaks h2) on one port.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, ACCEPT};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::authn::{TokenFile, UserInfo, user_from_certificate};
+use crate::error::ApiError;
+use crate::handler::{ApiRequest, Body, Handler, respond_error};
+use crate::pki::Pki;
+use crate::request::{Endpoint, Query, route};
+
+/// Largest request body accepted (kube-apiserver's limit).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The PEM files could not be parsed; they may be corrupt.
+    #[error("reading PEM: {0}")]
+    Pem(String),
+    /// rustls refused the configuration (bad key or certificate).
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The rustls server configuration: the serving certificate, client certificates verified
+/// against the cluster CA but optional (bearer tokens are the other way in), h2 and http/1.1.
+pub fn tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = |pem: &str| -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Pem(e.to_string()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certs(&pki.ca_cert)? {
+        roots.add(ca)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.server_key.as_bytes())
+        .map_err(|e| TlsError::Pem(e.to_string()))?
+        .ok_or_else(|| TlsError::Pem("no private key in server.key".into()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(&pki.server_cert)?, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Paths anyone may read, as Kubernetes' `system:public-info-viewer` role allows.
+fn is_public(endpoint: &Endpoint) -> bool {
+    matches!(endpoint, Endpoint::Version | Endpoint::Health)
+}
+
+/// Serves `handler` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handler: Arc<Handler>, tokens: Arc<TokenFile>) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let handler = handler.clone();
+        let tokens = tokens.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let tls = match acceptor.accept(stream).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+            };
+            let certificate_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| user_from_certificate(cert));
+            let service = hyper::service::service_fn(move |request| {
+                let handler = handler.clone();
+                let tokens = tokens.clone();
+                let user = certificate_user.clone();
+                async move { Ok::<_, Infallible>(handle(request, user, &tokens, &handler, peer).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    certificate_user: Option<UserInfo>,
+    tokens: &TokenFile,
+    handler: &Handler,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let user = certificate_user.or_else(|| {
+        request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| tokens.authenticate(v))
+    });
+    let path = request.uri().path().to_string();
+    let query = Query::parse(request.uri().query());
+    let user = match user {
+        Some(user) => user,
+        None => {
+            let public = route(request.method(), &path, false).is_ok_and(|e| is_public(&e));
+            if !public {
+                return respond_error(&ApiError::Unauthorized);
+            }
+            UserInfo { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] }
+        }
+    };
+    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = header(ACCEPT).unwrap_or_default();
+    let content_type = header(CONTENT_TYPE);
+    let method = request.method().clone();
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return respond_error(&ApiError::TooLarge(format!(
+                "the request body is too large: the limit is {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        Err(e) => return respond_error(&ApiError::BadRequest(format!("reading the request body: {e}"))),
+    };
+    tracing::debug!(%peer, user = %user.name, %method, %path, "request");
+    let api_request = ApiRequest { method, path, query, accept, content_type, body, user };
+    // A bug in one handler answers 500 and leaves the server serving everyone else.
+    match std::panic::AssertUnwindSafe(handler.handle(api_request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!("handler panicked: {message}");
+            respond_error(&ApiError::Internal(format!("an internal error occurred: {message}")))
+        }
+    }
+}
+
+/// The body bytes of a response, for tests.
+pub async fn body_bytes(response: Response<Body>) -> Bytes {
+    response.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+}

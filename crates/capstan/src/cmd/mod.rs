@@ -1,0 +1,2 @@
+pub mod kubeconfig;
+pub mod server;

@@ -1,0 +1,7 @@
+//! End-to-end tests: a real `capstan server` driven by the installed `kubectl` (and curl for raw
+//! HTTP checks). Run with `cargo test --test e2e`.
+
+mod harness;
+
+mod api_server;
+mod durability;
