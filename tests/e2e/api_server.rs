@@ -55,7 +55,9 @@ data:
 ";
 
 fn lines(text: &str) -> Vec<Vec<String>> {
-    text.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+    text.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
 }
 
 #[test]
@@ -63,13 +65,41 @@ fn api_resources_lists_served_kinds_with_short_names() {
     let cluster = Cluster::start();
     let out = cluster.kubectl(&["api-resources"]);
     let rows = lines(&out);
-    assert_eq!(rows[0], ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]);
-    let find = |name: &str| rows.iter().find(|r| r[0] == name).cloned().unwrap_or_else(|| panic!("{name} missing:\n{out}"));
+    assert_eq!(
+        rows[0],
+        ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    );
+    let find = |name: &str| {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing:\n{out}"))
+    };
     assert_eq!(find("pods"), ["pods", "po", "v1", "true", "Pod"]);
-    assert_eq!(find("deployments"), ["deployments", "deploy", "apps/v1", "true", "Deployment"]);
+    assert_eq!(
+        find("deployments"),
+        ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
     assert_eq!(find("nodes"), ["nodes", "no", "v1", "false", "Node"]);
-    assert_eq!(find("horizontalpodautoscalers"), ["horizontalpodautoscalers", "hpa", "autoscaling/v2", "true", "HorizontalPodAutoscaler"]);
-    for name in ["clusterroles", "storageclasses", "leases", "endpointslices", "ingresses", "cronjobs", "networkpolicies"] {
+    assert_eq!(
+        find("horizontalpodautoscalers"),
+        [
+            "horizontalpodautoscalers",
+            "hpa",
+            "autoscaling/v2",
+            "true",
+            "HorizontalPodAutoscaler"
+        ]
+    );
+    for name in [
+        "clusterroles",
+        "storageclasses",
+        "leases",
+        "endpointslices",
+        "ingresses",
+        "cronjobs",
+        "networkpolicies",
+    ] {
         find(name);
     }
 }
@@ -88,22 +118,59 @@ fn create_then_get_in_every_output_format() {
     assert_eq!(rows[1][..4], ["web", "0/2", "0", "0"]);
 
     let rows = lines(&cluster.kubectl(&["get", "deploy", "-o", "wide"]));
-    assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
     assert_eq!(rows[1][5..], ["httpd", "busybox:1.36", "app=web"]);
 
     let rows = lines(&cluster.kubectl(&["get", "svc", "web"]));
-    assert_eq!(rows[0], ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
     assert_eq!(rows[1][1], "ClusterIP");
     assert_eq!(rows[1][4], "80/TCP");
 
     let yaml = cluster.kubectl(&["get", "deployment", "web", "-o", "yaml"]);
-    for expected in ["kind: Deployment", "uid:", "resourceVersion:", "creationTimestamp:", "generation: 1", "maxSurge: 25%", "revisionHistoryLimit: 10", "imagePullPolicy: IfNotPresent"] {
+    for expected in [
+        "kind: Deployment",
+        "uid:",
+        "resourceVersion:",
+        "creationTimestamp:",
+        "generation: 1",
+        "maxSurge: 25%",
+        "revisionHistoryLimit: 10",
+        "imagePullPolicy: IfNotPresent",
+    ] {
         assert!(yaml.contains(expected), "{expected} missing from\n{yaml}");
     }
 
-    let json: serde_json::Value = serde_json::from_str(&cluster.kubectl(&["get", "configmaps", "-o", "json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&cluster.kubectl(&["get", "configmaps", "-o", "json"])).unwrap();
     assert_eq!(json["kind"], "List");
-    let names: Vec<&str> = json["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"settings"), "{names:?}");
 
     let colour = cluster.kubectl(&["get", "cm", "settings", "-o", "jsonpath={.data.colour}"]);
@@ -115,7 +182,10 @@ fn create_then_get_in_every_output_format() {
 
     let rows = lines(&cluster.kubectl(&["get", "namespaces"]));
     let names: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
     assert!(rows[1..].iter().all(|r| r[1] == "Active"));
 
     let rows = lines(&cluster.kubectl(&["get", "cm", "-A"]));
@@ -158,14 +228,23 @@ fn get_watch_prints_changes_as_they_happen() {
     cluster.kubectl(&["label", "cm", "watched", "seen=yes"]);
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while seen.iter().filter(|l: &&String| l.starts_with("watched")).count() < 2 && std::time::Instant::now() < deadline {
+    while seen
+        .iter()
+        .filter(|l: &&String| l.starts_with("watched"))
+        .count()
+        < 2
+        && std::time::Instant::now() < deadline
+    {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             seen.push(line);
         }
     }
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(seen.iter().filter(|l| l.starts_with("watched")).count() >= 2, "watch printed {seen:?}");
+    assert!(
+        seen.iter().filter(|l| l.starts_with("watched")).count() >= 2,
+        "watch printed {seen:?}"
+    );
 }
 
 #[test]
@@ -175,12 +254,22 @@ fn apply_twice_diff_edit_patch_label_annotate_scale() {
     let out = cluster.kubectl(&["apply", "-f", path_str(&manifest)]);
     assert!(out.contains("deployment.apps/web created"), "{out}");
 
-    let changed = DEPLOYMENT.replace("busybox:1.36", "busybox:1.37").replace("value: one", "value: two");
+    let changed = DEPLOYMENT
+        .replace("busybox:1.36", "busybox:1.37")
+        .replace("value: one", "value: two");
     let changed_path = cluster.write_file("app2.yaml", &changed);
     let diff = cluster.kubectl_output(&["diff", "-f", path_str(&changed_path)]);
     let diff_text = String::from_utf8_lossy(&diff.stdout);
-    assert_eq!(diff.status.code(), Some(1), "diff exits 1 when there are changes: {diff_text} {}", String::from_utf8_lossy(&diff.stderr));
-    assert!(diff_text.contains("+        image: busybox:1.37"), "{diff_text}");
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "diff exits 1 when there are changes: {diff_text} {}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(
+        diff_text.contains("+        image: busybox:1.37"),
+        "{diff_text}"
+    );
 
     let out = cluster.kubectl(&["apply", "-f", path_str(&changed_path)]);
     assert!(out.contains("deployment.apps/web configured"), "{out}");
@@ -189,42 +278,116 @@ fn apply_twice_diff_edit_patch_label_annotate_scale() {
     assert_eq!(image, "busybox:1.37 two 2");
 
     // edit: an EDITOR script rewrites the replica count.
-    let editor = cluster.write_file("editor.sh", "#!/bin/sh\nsed -i 's/replicas: 2/replicas: 4/' \"$1\"\n");
+    let editor = cluster.write_file(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/replicas: 2/replicas: 4/' \"$1\"\n",
+    );
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = cluster.kubectl_command(&["edit", "deployment", "web"]).env("EDITOR", &editor).output().unwrap();
-    assert!(out.status.success(), "edit failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(cluster.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+    let out = cluster
+        .kubectl_command(&["edit", "deployment", "web"])
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "edit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        cluster.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
 
     // patch: strategic merge keeps the other env vars; merge and json patch.
     cluster.kubectl(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"httpd","env":[{"name":"EXTRA","value":"x"}]}]}}}}"#]);
-    let env = cluster.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"]);
+    let env = cluster.kubectl(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[*].name}",
+    ]);
     assert_eq!(env, "EXTRA MODE");
-    cluster.kubectl(&["patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"size":"large"}}"#]);
-    cluster.kubectl(&["patch", "cm", "settings", "--type", "json", "-p", r#"[{"op":"replace","path":"/data/colour","value":"green"}]"#]);
-    assert_eq!(cluster.kubectl(&["get", "cm", "settings", "-o", "jsonpath={.data.colour} {.data.size}"]), "green large");
+    cluster.kubectl(&[
+        "patch",
+        "cm",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"size":"large"}}"#,
+    ]);
+    cluster.kubectl(&[
+        "patch",
+        "cm",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/data/colour","value":"green"}]"#,
+    ]);
+    assert_eq!(
+        cluster.kubectl(&[
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.colour} {.data.size}"
+        ]),
+        "green large"
+    );
 
     cluster.kubectl(&["label", "cm", "settings", "team=blue"]);
     cluster.kubectl(&["annotate", "cm", "settings", "note=hello"]);
-    let out = cluster.kubectl(&["get", "cm", "settings", "-o", "jsonpath={.metadata.labels.team} {.metadata.annotations.note}"]);
+    let out = cluster.kubectl(&[
+        "get",
+        "cm",
+        "settings",
+        "-o",
+        "jsonpath={.metadata.labels.team} {.metadata.annotations.note}",
+    ]);
     assert_eq!(out, "blue hello");
     let overwrite = cluster.kubectl_output(&["label", "cm", "settings", "team=red"]);
-    assert!(!overwrite.status.success(), "label without --overwrite must refuse to change a value");
+    assert!(
+        !overwrite.status.success(),
+        "label without --overwrite must refuse to change a value"
+    );
 
     let out = cluster.kubectl(&["scale", "deployment", "web", "--replicas=3"]);
     assert!(out.contains("deployment.apps/web scaled"), "{out}");
-    assert_eq!(cluster.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
-    let out = cluster.kubectl(&["scale", "deployment", "web", "--current-replicas=3", "--replicas=5"]);
+    assert_eq!(
+        cluster.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+    let out = cluster.kubectl(&[
+        "scale",
+        "deployment",
+        "web",
+        "--current-replicas=3",
+        "--replicas=5",
+    ]);
     assert!(out.contains("scaled"), "{out}");
-    assert_eq!(cluster.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "5");
+    assert_eq!(
+        cluster.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "5"
+    );
 
     // wait: for a field to reach a value, and for a deletion.
-    cluster.kubectl(&["wait", "--for=jsonpath={.spec.replicas}=5", "deployment/web", "--timeout=10s"]);
+    cluster.kubectl(&[
+        "wait",
+        "--for=jsonpath={.spec.replicas}=5",
+        "deployment/web",
+        "--timeout=10s",
+    ]);
 }
 
 #[test]
 fn delete_with_and_without_finalizers_and_wait_for_delete() {
     let cluster = Cluster::start();
-    cluster.kubectl_stdin(&["create", "-f", "-"], r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"plain"}}"#);
+    cluster.kubectl_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"plain"}}"#,
+    );
     let out = cluster.kubectl(&["delete", "configmap", "plain"]);
     assert_eq!(out.trim(), "configmap \"plain\" deleted");
     let gone = cluster.kubectl_output(&["get", "cm", "plain"]);
@@ -233,7 +396,13 @@ fn delete_with_and_without_finalizers_and_wait_for_delete() {
     cluster.kubectl_stdin(&["create", "-f", "-"], r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"held","finalizers":["example.com/hold"]}}"#);
     let out = cluster.kubectl(&["delete", "cm", "held", "--wait=false"]);
     assert!(out.contains("deleted"), "{out}");
-    let ts = cluster.kubectl(&["get", "cm", "held", "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    let ts = cluster.kubectl(&[
+        "get",
+        "cm",
+        "held",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
     assert!(!ts.is_empty(), "a held object is only marked");
     let mut waiter = cluster
         .kubectl_command(&["wait", "--for=delete", "cm/held", "--timeout=20s"])
@@ -241,14 +410,34 @@ fn delete_with_and_without_finalizers_and_wait_for_delete() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    cluster.kubectl(&["patch", "cm", "held", "--type", "json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
-    assert!(waiter.wait().unwrap().success(), "kubectl wait --for=delete returns once the object is gone");
+    cluster.kubectl(&[
+        "patch",
+        "cm",
+        "held",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        waiter.wait().unwrap().success(),
+        "kubectl wait --for=delete returns once the object is gone"
+    );
 
     // Namespace deletion empties the namespace.
-    cluster.kubectl_stdin(&["create", "-f", "-"], r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"}}"#);
-    cluster.kubectl_stdin(&["create", "-n", "team", "-f", "-"], r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"inside"}}"#);
+    cluster.kubectl_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team"}}"#,
+    );
+    cluster.kubectl_stdin(
+        &["create", "-n", "team", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"inside"}}"#,
+    );
     cluster.kubectl(&["delete", "namespace", "team", "--timeout=20s"]);
-    assert!(eventually(Duration::from_secs(10), || !cluster.kubectl_output(&["get", "ns", "team"]).status.success()));
+    assert!(eventually(Duration::from_secs(10), || !cluster
+        .kubectl_output(&["get", "ns", "team"])
+        .status
+        .success()));
 }
 
 #[test]
@@ -259,13 +448,30 @@ fn objects_revisions_and_certificates_survive_a_restart() {
     let before = cluster.kubectl(&["get", "deploy,svc,cm", "-o", "jsonpath={range .items[*]}{.metadata.name}/{.metadata.uid}/{.metadata.resourceVersion} {end}"]);
     let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).unwrap();
     cluster.restart();
-    assert_eq!(std::fs::read_to_string(cluster.kubeconfig()).unwrap(), kubeconfig, "certificates are kept");
+    assert_eq!(
+        std::fs::read_to_string(cluster.kubeconfig()).unwrap(),
+        kubeconfig,
+        "certificates are kept"
+    );
     let after = cluster.kubectl(&["get", "deploy,svc,cm", "-o", "jsonpath={range .items[*]}{.metadata.name}/{.metadata.uid}/{.metadata.resourceVersion} {end}"]);
     assert_eq!(before, after);
     // New writes continue the revision sequence.
     cluster.kubectl(&["label", "cm", "settings", "after=restart"]);
-    let rv: i64 = cluster.kubectl(&["get", "cm", "settings", "-o", "jsonpath={.metadata.resourceVersion}"]).parse().unwrap();
-    let max_before: i64 = before.split_whitespace().map(|s| s.rsplit('/').next().unwrap().parse::<i64>().unwrap()).max().unwrap();
+    let rv: i64 = cluster
+        .kubectl(&[
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .parse()
+        .unwrap();
+    let max_before: i64 = before
+        .split_whitespace()
+        .map(|s| s.rsplit('/').next().unwrap().parse::<i64>().unwrap())
+        .max()
+        .unwrap();
     assert!(rv > max_before);
 }
 
@@ -276,29 +482,86 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     let out = cluster.kubectl_stdin_output(&["create", "-f", "-"], invalid);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("Deployment.apps \"Bad_Name\" is invalid"), "{stderr}");
-    assert!(stderr.contains("metadata.name: Invalid value: \"Bad_Name\""), "{stderr}");
-    assert!(stderr.contains("spec.template.spec.containers[0].image: Required value"), "{stderr}");
+    assert!(
+        stderr.contains("Deployment.apps \"Bad_Name\" is invalid"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("metadata.name: Invalid value: \"Bad_Name\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec.template.spec.containers[0].image: Required value"),
+        "{stderr}"
+    );
 
-    let unknown = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"colour":"red"}"#;
+    let unknown =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"colour":"red"}"#;
     let out = cluster.kubectl_stdin_output(&["create", "-f", "-"], unknown);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("unknown field \"colour\""), "{stderr}");
-    assert!(!cluster.kubectl_output(&["get", "cm", "c"]).status.success(), "nothing was stored");
+    assert!(
+        !cluster.kubectl_output(&["get", "cm", "c"]).status.success(),
+        "nothing was stored"
+    );
 
     // Raw HTTP: malformed JSON, oversized bodies, missing credentials, bearer tokens.
-    let (code, body) = cluster.curl(true, &["-X", "POST", "-H", "Content-Type: application/json", "--data", "{\"kind\":"], "/api/v1/namespaces/default/configmaps");
+    let (code, body) = cluster.curl(
+        true,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            "{\"kind\":",
+        ],
+        "/api/v1/namespaces/default/configmaps",
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("\"kind\":\"Status\""), "{body}");
     let big = cluster.write_file("big.json", &format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(4 * 1024 * 1024)));
-    let (code, _) = cluster.curl(true, &["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &format!("@{}", path_str(&big))], "/api/v1/namespaces/default/configmaps");
+    let (code, _) = cluster.curl(
+        true,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", path_str(&big)),
+        ],
+        "/api/v1/namespaces/default/configmaps",
+    );
     assert_eq!(code, 413);
     let large = cluster.write_file("large.json", &format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"large\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(2 * 1024 * 1024)));
-    let (code, body) = cluster.curl(true, &["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &format!("@{}", path_str(&large))], "/api/v1/namespaces/default/configmaps");
+    let (code, body) = cluster.curl(
+        true,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", path_str(&large)),
+        ],
+        "/api/v1/namespaces/default/configmaps",
+    );
     assert_eq!(code, 413, "{body}");
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let (code, _) = cluster.curl(true, &["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &nested], "/api/v1/namespaces/default/configmaps");
+    let (code, _) = cluster.curl(
+        true,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &nested,
+        ],
+        "/api/v1/namespaces/default/configmaps",
+    );
     assert_eq!(code, 400);
 
     let (code, body) = cluster.curl(false, &[], "/api/v1/namespaces");
@@ -306,9 +569,17 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     assert!(body.contains("\"reason\":\"Unauthorized\""), "{body}");
     let tokens = std::fs::read_to_string(cluster.data_dir().join("tokens.csv")).unwrap();
     let token = tokens.lines().next().unwrap().split(',').next().unwrap();
-    let (code, _) = cluster.curl(false, &["-H", &format!("Authorization: Bearer {token}")], "/api/v1/namespaces");
+    let (code, _) = cluster.curl(
+        false,
+        &["-H", &format!("Authorization: Bearer {token}")],
+        "/api/v1/namespaces",
+    );
     assert_eq!(code, 200);
-    let (code, _) = cluster.curl(false, &["-H", "Authorization: Bearer wrong"], "/api/v1/namespaces");
+    let (code, _) = cluster.curl(
+        false,
+        &["-H", "Authorization: Bearer wrong"],
+        "/api/v1/namespaces",
+    );
     assert_eq!(code, 401);
     let (code, body) = cluster.curl(false, &[], "/version");
     assert_eq!(code, 200);

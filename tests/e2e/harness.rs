@@ -15,14 +15,25 @@ pub struct Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
-        let dir = tempfile::Builder::new().prefix("capstan-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("capstan-e2e-")
+            .tempdir()
+            .unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        let mut cluster = Cluster { dir, port: free_port(), server: None };
+        let mut cluster = Cluster {
+            dir,
+            port: free_port(),
+            server: None,
+        };
         cluster.start_server();
         cluster
     }
@@ -49,12 +60,11 @@ impl Cluster {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert!(line.contains("kubeconfig written to"), "unexpected first line: {line:?}");
+        assert!(
+            line.contains("kubeconfig written to"),
+            "unexpected first line: {line:?}"
+        );
         self.server = Some(child);
-    }
-
-    pub fn server_pid(&self) -> u32 {
-        self.server.as_ref().unwrap().id()
     }
 
     /// Stops the server with SIGKILL: nothing gets a chance to flush.
@@ -83,7 +93,9 @@ impl Cluster {
 
     /// Runs kubectl and returns its output, whatever the exit code.
     pub fn kubectl_output(&self, args: &[&str]) -> Output {
-        self.kubectl_command(args).output().expect("running kubectl")
+        self.kubectl_command(args)
+            .output()
+            .expect("running kubectl")
     }
 
     /// Runs kubectl, asserts success, returns stdout.
@@ -101,7 +113,11 @@ impl Cluster {
     /// Runs kubectl with `stdin` as standard input; asserts success.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
         let out = self.kubectl_stdin_output(args, stdin);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -114,7 +130,12 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -122,11 +143,19 @@ impl Cluster {
     pub fn curl(&self, as_admin: bool, extra: &[&str], path: &str) -> (u16, String) {
         let tls = self.data_dir().join("tls");
         let mut command = Command::new("curl");
-        command.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"]).arg(tls.join("ca.crt"));
+        command
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(tls.join("ca.crt"));
         if as_admin {
-            command.arg("--cert").arg(tls.join("admin.crt")).arg("--key").arg(tls.join("admin.key"));
+            command
+                .arg("--cert")
+                .arg(tls.join("admin.crt"))
+                .arg("--key")
+                .arg(tls.join("admin.key"));
         }
-        command.args(extra).arg(format!("https://127.0.0.1:{}{path}", self.port));
+        command
+            .args(extra)
+            .arg(format!("https://127.0.0.1:{}{path}", self.port));
         let out = command.output().expect("running curl");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));

@@ -143,11 +143,11 @@ fn stringify_quantities(value: &mut Value, in_quantity_map: bool) {
     match value {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
-                if in_quantity_map || QUANTITY_FIELDS.contains(&key.as_str()) {
-                    if let Value::Number(n) = child {
-                        *child = Value::String(n.to_string());
-                        continue;
-                    }
+                if (in_quantity_map || QUANTITY_FIELDS.contains(&key.as_str()))
+                    && let Value::Number(n) = child
+                {
+                    *child = Value::String(n.to_string());
+                    continue;
                 }
                 let is_map = QUANTITY_MAPS.contains(&key.as_str());
                 stringify_quantities(child, is_map);

@@ -23,7 +23,12 @@ impl UserInfo {
 pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
@@ -50,7 +55,11 @@ impl TokenFile {
 
     pub fn parse(text: &str) -> Self {
         let mut tokens = HashMap::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let mut fields = line.splitn(4, ',');
             let (Some(token), Some(user)) = (fields.next(), fields.next()) else {
                 continue;
@@ -58,7 +67,13 @@ impl TokenFile {
             let _uid = fields.next();
             let groups = fields
                 .next()
-                .map(|g| g.trim_matches('"').split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .map(|g| {
+                    g.trim_matches('"')
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default();
             tokens.insert(token.to_string(), UserInfo::new(user.to_string(), groups));
         }
@@ -82,7 +97,10 @@ mod tests {
         let alice = file.authenticate("Bearer secret").unwrap();
         assert_eq!(alice.name, "alice");
         assert_eq!(alice.groups, vec!["dev", "ops", "system:authenticated"]);
-        assert_eq!(file.authenticate("Bearer other").unwrap().groups, vec!["system:authenticated"]);
+        assert_eq!(
+            file.authenticate("Bearer other").unwrap().groups,
+            vec!["system:authenticated"]
+        );
         assert!(file.authenticate("Bearer nope").is_none());
         assert!(file.authenticate("Basic secret").is_none());
     }

@@ -18,7 +18,10 @@ pub fn to_storage(resource: &ResourceInfo, object: Value) -> Value {
 
 /// The object in `resource`'s version.
 pub fn to_version(resource: &ResourceInfo, object: Value) -> Value {
-    if resource.kind == "HorizontalPodAutoscaler" && resource.version == "v1" && object["apiVersion"] == HPA_V2 {
+    if resource.kind == "HorizontalPodAutoscaler"
+        && resource.version == "v1"
+        && object["apiVersion"] == HPA_V2
+    {
         return hpa_v2_to_v1(object);
     }
     object
@@ -30,21 +33,21 @@ fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
 
 fn hpa_v1_to_v2(mut object: Value) -> Value {
     object["apiVersion"] = json!(HPA_V2);
-    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
-        if let Some(target) = take(spec, "targetCPUUtilizationPercentage") {
-            spec.insert(
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
+        && let Some(target) = take(spec, "targetCPUUtilizationPercentage")
+    {
+        spec.insert(
                 "metrics".into(),
                 json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}]),
             );
-        }
     }
-    if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) {
-        if let Some(current) = take(status, "currentCPUUtilizationPercentage") {
-            status.insert(
+    if let Some(status) = object.get_mut("status").and_then(Value::as_object_mut)
+        && let Some(current) = take(status, "currentCPUUtilizationPercentage")
+    {
+        status.insert(
                 "currentMetrics".into(),
                 json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": current}}}]),
             );
-        }
     }
     object
 }
@@ -90,7 +93,10 @@ mod tests {
         let object = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "spec": {"maxReplicas": 5, "targetCPUUtilizationPercentage": 80}});
         let stored = to_storage(v1, object.clone());
-        assert_eq!(stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+        assert_eq!(
+            stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
         assert_eq!(to_version(v1, stored), object);
     }
 }

@@ -39,7 +39,9 @@ pub fn group_list() -> Value {
 
 /// `/apis/<group>`, if the group is served.
 pub fn group(name: &str) -> Option<Value> {
-    let group = resource::groups().into_iter().find(|g| g.group == name && !name.is_empty())?;
+    let group = resource::groups()
+        .into_iter()
+        .find(|g| g.group == name && !name.is_empty())?;
     let mut entry = group_entry(&group);
     entry["kind"] = json!("APIGroup");
     entry["apiVersion"] = json!("v1");
@@ -98,7 +100,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 }
 
 /// The (group, version, kind) a subresource answers with.
-fn subresource_kind(r: &ResourceInfo, sub: resource::Subresource) -> (&'static str, &'static str, &'static str) {
+fn subresource_kind(
+    r: &ResourceInfo,
+    sub: resource::Subresource,
+) -> (&'static str, &'static str, &'static str) {
     match sub {
         resource::Subresource::Status => (r.group, r.version, r.kind),
         resource::Subresource::Scale => ("autoscaling", "v1", "Scale"),
@@ -173,26 +178,50 @@ mod tests {
     #[test]
     fn aggregated_core_discovery_lists_pods_with_short_names_and_categories() {
         let doc = aggregated(true, "v2");
-        let resources = doc["items"][0]["versions"][0]["resources"].as_array().unwrap();
+        let resources = doc["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap();
         let pods = resources.iter().find(|r| r["resource"] == "pods").unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
         assert_eq!(pods["scope"], "Namespaced");
-        assert!(pods["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "status"));
+        assert!(
+            pods["subresources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["subresource"] == "status")
+        );
     }
 
     #[test]
     fn groups_list_their_preferred_version_first() {
         let list = group_list();
-        let autoscaling = list["groups"].as_array().unwrap().iter().find(|g| g["name"] == "autoscaling").unwrap();
+        let autoscaling = list["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "autoscaling")
+            .unwrap();
         assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
-        assert!(list["groups"].as_array().unwrap().iter().all(|g| g["name"] != ""));
+        assert!(
+            list["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["name"] != "")
+        );
     }
 
     #[test]
     fn legacy_resource_lists_include_subresources() {
         let list = resource_list("apps", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"deployments/scale"));
         assert!(resource_list("apps", "v9").is_none());
     }

@@ -27,7 +27,10 @@ pub enum ApiError {
         name: String,
     },
     /// 409: a resourceVersion or uid precondition failed; re-read and retry.
-    #[error("Operation cannot be fulfilled on {} {name:?}: {detail}", qualify(resource, group))]
+    #[error(
+        "Operation cannot be fulfilled on {} {name:?}: {detail}",
+        qualify(resource, group)
+    )]
     Conflict {
         group: String,
         resource: String,
@@ -164,9 +167,7 @@ impl ApiError {
                     group,
                 ))
             }
-            ApiError::Internal(message) => {
-                Some(json!({"causes": [{"message": message}]}))
-            }
+            ApiError::Internal(message) => Some(json!({"causes": [{"message": message}]})),
             _ => None,
         }
     }

@@ -57,9 +57,10 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 fn json_response(status: StatusCode, content_type: &str, value: &Value) -> Response<Body> {
     let mut response = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
     response
 }
 
@@ -87,11 +88,15 @@ fn rendering(accept: &str) -> Result<Rendering, ApiError> {
         if has("as=Table") && has("g=meta.k8s.io") {
             return Ok(Rendering::Table);
         }
-        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList")) && has("g=meta.k8s.io") {
+        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList"))
+            && has("g=meta.k8s.io")
+        {
             return Ok(Rendering::PartialObjectMetadata);
         }
         match params[0] {
-            "application/json" | "application/*" | "*/*" | "" if params.len() == 1 => return Ok(Rendering::Object),
+            "application/json" | "application/*" | "*/*" | "" if params.len() == 1 => {
+                return Ok(Rendering::Object);
+            }
             "application/yaml" | "application/vnd.kubernetes.protobuf" => {}
             _ => {}
         }
@@ -100,7 +105,10 @@ fn rendering(accept: &str) -> Result<Rendering, ApiError> {
         return Ok(Rendering::Object);
     }
     // Only protobuf or other unsupported types were listed.
-    if accept.split(',').any(|m| m.trim().starts_with("application/json")) {
+    if accept
+        .split(',')
+        .any(|m| m.trim().starts_with("application/json"))
+    {
         return Ok(Rendering::Object);
     }
     Err(ApiError::NotAcceptable(format!(
@@ -128,16 +136,25 @@ fn aggregated_discovery(accept: &str) -> Option<&'static str> {
 
 /// Parses a request body as JSON or YAML.
 fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
-    let media = content_type.and_then(|c| c.split(';').next()).map(str::trim).unwrap_or("application/json");
+    let media = content_type
+        .and_then(|c| c.split(';').next())
+        .map(str::trim)
+        .unwrap_or("application/json");
     match media {
         // `kubectl scale --current-replicas` sends no Content-Type at all.
         "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!("the body of the request could not be decoded as JSON: {e}"))
+            ApiError::BadRequest(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
         }),
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            let text = std::str::from_utf8(body).map_err(|e| ApiError::BadRequest(format!("the body of the request is not UTF-8: {e}")))?;
+            let text = std::str::from_utf8(body).map_err(|e| {
+                ApiError::BadRequest(format!("the body of the request is not UTF-8: {e}"))
+            })?;
             serde_saphyr::from_str::<Value>(text).map_err(|e| {
-                ApiError::BadRequest(format!("the body of the request could not be decoded as YAML: {e}"))
+                ApiError::BadRequest(format!(
+                    "the body of the request could not be decoded as YAML: {e}"
+                ))
             })
         }
         other => Err(ApiError::UnsupportedMediaType(format!(
@@ -147,12 +164,12 @@ fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiErro
 }
 
 fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
-    if let Some(d) = query.get("dryRun") {
-        if d != "All" {
-            return Err(ApiError::BadRequest(format!(
-                "dryRun: Unsupported value: {d:?}: supported values: \"All\""
-            )));
-        }
+    if let Some(d) = query.get("dryRun")
+        && d != "All"
+    {
+        return Err(ApiError::BadRequest(format!(
+            "dryRun: Unsupported value: {d:?}: supported values: \"All\""
+        )));
     }
     Ok(WriteOptions {
         dry_run: query.dry_run(),
@@ -160,7 +177,10 @@ fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
     })
 }
 
-fn selectors(query: &Query, resource: &ResourceInfo) -> Result<(LabelSelector, FieldSelector), ApiError> {
+fn selectors(
+    query: &Query,
+    resource: &ResourceInfo,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = match query.get("labelSelector") {
         Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?,
         None => LabelSelector::default(),
@@ -168,7 +188,8 @@ fn selectors(query: &Query, resource: &ResourceInfo) -> Result<(LabelSelector, F
     let fields = match query.get("fieldSelector") {
         Some(s) => {
             let f = FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            f.check_supported(resource).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            f.check_supported(resource)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             f
         }
         None => FieldSelector::default(),
@@ -179,7 +200,10 @@ fn selectors(query: &Query, resource: &ResourceInfo) -> Result<(LabelSelector, F
 fn list_options(query: &Query, resource: &ResourceInfo) -> Result<ListOptions, ApiError> {
     let (labels, fields) = selectors(query, resource)?;
     let limit = match query.get("limit") {
-        Some(l) => l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("limit: invalid value {l:?}")))?.max(0) as usize,
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("limit: invalid value {l:?}")))?
+            .max(0) as usize,
         None => 0,
     };
     Ok(ListOptions {
@@ -218,7 +242,9 @@ impl Handler {
                 Some(v) => aggregated_response(discovery::aggregated(false, v), v),
                 None => ok_json(&discovery::group_list()),
             }),
-            Endpoint::Group(g) => read_only(ok_json(&discovery::group(&g).ok_or(ApiError::UnknownPath)?)),
+            Endpoint::Group(g) => {
+                read_only(ok_json(&discovery::group(&g).ok_or(ApiError::UnknownPath)?))
+            }
             Endpoint::ResourceList { group, version } => read_only(ok_json(
                 &discovery::resource_list(&group, &version).ok_or(ApiError::UnknownPath)?,
             )),
@@ -228,7 +254,10 @@ impl Handler {
                 let mut response = ok_json(&doc);
                 let hash = openapi::document_hash(&doc);
                 let headers = response.headers_mut();
-                headers.insert(ETAG, HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header"));
+                headers.insert(
+                    ETAG,
+                    HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header"),
+                );
                 if request.query.get("hash") == Some(hash.as_str()) {
                     headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
                 } else {
@@ -242,7 +271,11 @@ impl Handler {
         }
     }
 
-    async fn resource(&self, request: &ApiRequest, r: ResourceRequest) -> Result<Response<Body>, ApiError> {
+    async fn resource(
+        &self,
+        request: &ApiRequest,
+        r: ResourceRequest,
+    ) -> Result<Response<Body>, ApiError> {
         let resource = r.resource;
         let namespace = r.namespace.as_deref();
         let name = r.name.as_deref().unwrap_or_default();
@@ -266,12 +299,18 @@ impl Handler {
             (Verb::Create, _) if resource.kind == "Binding" => {
                 let body = decode_body(request.content_type.as_deref(), &request.body)?;
                 let pod = object::name(&body).unwrap_or_default().to_string();
-                let bound = ResourceRequest { name: Some(pod), ..r.clone() };
+                let bound = ResourceRequest {
+                    name: Some(pod),
+                    ..r.clone()
+                };
                 self.bind_with(request, &bound, body).await
             }
             (Verb::Create, _) => {
                 let body = decode_body(request.content_type.as_deref(), &request.body)?;
-                let written = self.registry.create(resource, namespace, body, write_options(query)?).await?;
+                let written = self
+                    .registry
+                    .create(resource, namespace, body, write_options(query)?)
+                    .await?;
                 Ok(written_response(StatusCode::CREATED, written))
             }
             (Verb::Update, Some(Subresource::Scale)) | (Verb::Patch, Some(Subresource::Scale)) => {
@@ -279,16 +318,21 @@ impl Handler {
             }
             (Verb::Update, sub) => {
                 let body = decode_body(request.content_type.as_deref(), &request.body)?;
-                let written = self.registry.update(resource, namespace, name, sub, body, write_options(query)?).await?;
+                let written = self
+                    .registry
+                    .update(resource, namespace, name, sub, body, write_options(query)?)
+                    .await?;
                 Ok(written_response(StatusCode::OK, written))
             }
             (Verb::Patch, sub) => {
-                let patch_type = PatchType::from_content_type(request.content_type.as_deref().unwrap_or(""))?;
+                let patch_type =
+                    PatchType::from_content_type(request.content_type.as_deref().unwrap_or(""))?;
                 let options = write_options(query)?;
                 let registry = &self.registry;
                 let written = registry
                     .update_with(resource, namespace, name, sub, options, |current| {
-                        let patched = patch::apply(resource.kind, patch_type, current, &request.body)?;
+                        let patched =
+                            patch::apply(resource.kind, patch_type, current, &request.body)?;
                         registry.decode_body(resource, patched, options.field_validation)
                     })
                     .await?;
@@ -296,7 +340,10 @@ impl Handler {
             }
             (Verb::Delete, _) => {
                 let options = delete_options(request)?;
-                let (object, removed) = self.registry.delete(resource, namespace, name, &options).await?;
+                let (object, removed) = self
+                    .registry
+                    .delete(resource, namespace, name, &options)
+                    .await?;
                 if removed && resource.kind != "Pod" {
                     let details = json!({"name": name, "group": resource.group, "kind": resource.plural, "uid": object::uid(&object)});
                     Ok(ok_json(&success_status(details)))
@@ -307,7 +354,10 @@ impl Handler {
             (Verb::DeleteCollection, _) => {
                 let options = delete_options(request)?;
                 let list = list_options(query, resource)?;
-                let page = self.registry.delete_collection(resource, namespace, &list, &options).await?;
+                let page = self
+                    .registry
+                    .delete_collection(resource, namespace, &list, &options)
+                    .await?;
                 render_list(resource, "application/json", query, page)
             }
         }
@@ -319,16 +369,21 @@ impl Handler {
         let (labels, mut fields) = selectors(query, resource)?;
         // A watch of one object (`…/pods/web?watch=true`) is a watch filtered by name.
         if let Some(name) = &r.name {
-            fields = FieldSelector::parse(&format!("metadata.name={name}")).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            fields = FieldSelector::parse(&format!("metadata.name={name}"))
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         }
         let resource_version = match query.get("resourceVersion") {
             Some(rv) => Some(rv.parse::<i64>().map_err(|_| {
-                ApiError::BadRequest(format!("resourceVersion: Invalid value: {rv:?}: must be an integer"))
+                ApiError::BadRequest(format!(
+                    "resourceVersion: Invalid value: {rv:?}: must be an integer"
+                ))
             })?),
             None => None,
         };
         let timeout = match query.get("timeoutSeconds") {
-            Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::BadRequest(format!("timeoutSeconds: invalid value {t:?}")))?),
+            Some(t) => Duration::from_secs(t.parse().map_err(|_| {
+                ApiError::BadRequest(format!("timeoutSeconds: invalid value {t:?}"))
+            })?),
             None => DEFAULT_TIMEOUT,
         };
         let rendering = rendering(&request.accept)?;
@@ -340,40 +395,64 @@ impl Handler {
             allow_bookmarks: query.flag("allowWatchBookmarks"),
             send_initial_events: query.flag("sendInitialEvents"),
         };
-        let watch = ResourceWatch::start(&self.registry, resource, r.namespace.as_deref(), options)?;
+        let watch =
+            ResourceWatch::start(&self.registry, resource, r.namespace.as_deref(), options)?;
         let stream = futures_util::stream::unfold(watch, move |mut watch| async move {
             let event = watch.next().await?;
             let object = match (rendering, event.event_type) {
                 (_, "BOOKMARK") => event.object,
-                (Rendering::Table, _) => table_of(resource, std::slice::from_ref(&event.object), None, &Query::default()),
+                (Rendering::Table, _) => table_of(
+                    resource,
+                    std::slice::from_ref(&event.object),
+                    None,
+                    &Query::default(),
+                ),
                 (Rendering::PartialObjectMetadata, _) => object::partial_metadata(&event.object),
                 (Rendering::Object, _) => event.object,
             };
-            let mut line = serde_json::to_vec(&json!({"type": event.event_type, "object": object})).unwrap_or_default();
+            let mut line = serde_json::to_vec(&json!({"type": event.event_type, "object": object}))
+                .unwrap_or_default();
             line.push(b'\n');
             Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), watch))
         });
         let mut response = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
-        let content_type = if rendering == Rendering::Table { TABLE_CONTENT_TYPE } else { "application/json" };
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let content_type = if rendering == Rendering::Table {
+            TABLE_CONTENT_TYPE
+        } else {
+            "application/json"
+        };
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         Ok(response)
     }
 
-    async fn bind(&self, request: &ApiRequest, r: &ResourceRequest) -> Result<Response<Body>, ApiError> {
+    async fn bind(
+        &self,
+        request: &ApiRequest,
+        r: &ResourceRequest,
+    ) -> Result<Response<Body>, ApiError> {
         let body = decode_body(request.content_type.as_deref(), &request.body)?;
         self.bind_with(request, r, body).await
     }
 
     /// `pods/<name>/binding`: sets `spec.nodeName` once, as the scheduler does.
-    async fn bind_with(&self, request: &ApiRequest, r: &ResourceRequest, body: Value) -> Result<Response<Body>, ApiError> {
+    async fn bind_with(
+        &self,
+        request: &ApiRequest,
+        r: &ResourceRequest,
+        body: Value,
+    ) -> Result<Response<Body>, ApiError> {
         let pods = capstan_api::resource::find("", "v1", "pods").expect("pods are registered");
         let name = r.name.as_deref().unwrap_or_default();
-        let node = object::str_at(&body, "/target/name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::Invalid {
-            group: String::new(),
-            kind: "Binding".into(),
-            name: name.to_string(),
-            errors: vec![capstan_api::FieldError::required("target.name", "")],
-        })?;
+        let node = object::str_at(&body, "/target/name")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ApiError::Invalid {
+                group: String::new(),
+                kind: "Binding".into(),
+                name: name.to_string(),
+                errors: vec![capstan_api::FieldError::required("target.name", "")],
+            })?;
         let options = write_options(&request.query)?;
         self.registry
             .update_with(pods, r.namespace.as_deref(), name, Some(Subresource::Binding), options, |current| {
@@ -403,16 +482,26 @@ impl Handler {
                 Ok((pod, Vec::new()))
             })
             .await?;
-        Ok(json_response(StatusCode::CREATED, "application/json", &success_status(json!({}))))
+        Ok(json_response(
+            StatusCode::CREATED,
+            "application/json",
+            &success_status(json!({})),
+        ))
     }
 
     /// `…/scale`: reads and writes `spec.replicas` through an autoscaling/v1 `Scale`.
-    async fn scale(&self, request: &ApiRequest, r: &ResourceRequest) -> Result<Response<Body>, ApiError> {
+    async fn scale(
+        &self,
+        request: &ApiRequest,
+        r: &ResourceRequest,
+    ) -> Result<Response<Body>, ApiError> {
         let resource = r.resource;
         let name = r.name.as_deref().unwrap_or_default();
         let options = write_options(&request.query)?;
         let patch_type = match r.verb {
-            Verb::Patch => Some(PatchType::from_content_type(request.content_type.as_deref().unwrap_or(""))?),
+            Verb::Patch => Some(PatchType::from_content_type(
+                request.content_type.as_deref().unwrap_or(""),
+            )?),
             _ => None,
         };
         let body = match patch_type {
@@ -421,31 +510,45 @@ impl Handler {
         };
         let written = self
             .registry
-            .update_with(resource, r.namespace.as_deref(), name, None, options, |current| {
-                let scale = scale_of(resource, current)?;
-                let new_scale = match (&body, patch_type) {
-                    (Some(b), _) => b.clone(),
-                    (None, Some(t)) => patch::apply("Scale", t, &scale, &request.body)?,
-                    (None, None) => unreachable!("a scale write is a PUT or a PATCH"),
-                };
-                let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-                if replicas < 0 {
-                    return Err(ApiError::Invalid {
-                        group: "autoscaling".into(),
-                        kind: "Scale".into(),
-                        name: name.to_string(),
-                        errors: vec![capstan_api::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
-                    });
-                }
-                let mut object = current.clone();
-                object["spec"]["replicas"] = json!(replicas);
-                // A resourceVersion in the Scale is a precondition on the object.
-                match object::resource_version(&new_scale) {
-                    Some(rv) => object::set_meta(&mut object, "resourceVersion", json!(rv)),
-                    None => object::set_meta(&mut object, "resourceVersion", Value::Null),
-                }
-                Ok((object, Vec::new()))
-            })
+            .update_with(
+                resource,
+                r.namespace.as_deref(),
+                name,
+                None,
+                options,
+                |current| {
+                    let scale = scale_of(resource, current)?;
+                    let new_scale = match (&body, patch_type) {
+                        (Some(b), _) => b.clone(),
+                        (None, Some(t)) => patch::apply("Scale", t, &scale, &request.body)?,
+                        (None, None) => unreachable!("a scale write is a PUT or a PATCH"),
+                    };
+                    let replicas = new_scale
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    if replicas < 0 {
+                        return Err(ApiError::Invalid {
+                            group: "autoscaling".into(),
+                            kind: "Scale".into(),
+                            name: name.to_string(),
+                            errors: vec![capstan_api::FieldError::invalid(
+                                "spec.replicas",
+                                replicas,
+                                "must be greater than or equal to 0",
+                            )],
+                        });
+                    }
+                    let mut object = current.clone();
+                    object["spec"]["replicas"] = json!(replicas);
+                    // A resourceVersion in the Scale is a precondition on the object.
+                    match object::resource_version(&new_scale) {
+                        Some(rv) => object::set_meta(&mut object, "resourceVersion", json!(rv)),
+                        None => object::set_meta(&mut object, "resourceVersion", Value::Null),
+                    }
+                    Ok((object, Vec::new()))
+                },
+            )
             .await?;
         let mut response = ok_json(&scale_of(resource, &written.object)?);
         add_warnings(&mut response, &written.warnings);
@@ -468,13 +571,17 @@ fn version() -> Value {
 }
 
 fn aggregated_response(doc: Value, version: &str) -> Response<Body> {
-    let content_type = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    let content_type =
+        format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
     json_response(StatusCode::OK, &content_type, &doc)
 }
 
 fn add_warnings(response: &mut Response<Body>, warnings: &[String]) {
     for warning in warnings {
-        let value = format!("299 - {}", serde_json::to_string(warning).unwrap_or_default());
+        let value = format!(
+            "299 - {}",
+            serde_json::to_string(warning).unwrap_or_default()
+        );
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().append("warning", v);
         }
@@ -482,7 +589,11 @@ fn add_warnings(response: &mut Response<Body>, warnings: &[String]) {
 }
 
 fn written_response(created: StatusCode, written: Written) -> Response<Body> {
-    let status = if written.created { created } else { StatusCode::OK };
+    let status = if written.created {
+        created
+    } else {
+        StatusCode::OK
+    };
     let mut response = json_response(status, "application/json", &written.object);
     add_warnings(&mut response, &written.warnings);
     response
@@ -494,12 +605,21 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
         ..Default::default()
     };
     if !request.body.is_empty() {
-        let body: Value = serde_json::from_slice(&request.body)
-            .map_err(|e| ApiError::BadRequest(format!("the body of the request could not be decoded as DeleteOptions: {e}")))?;
-        if body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")) {
+        let body: Value = serde_json::from_slice(&request.body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body of the request could not be decoded as DeleteOptions: {e}"
+            ))
+        })?;
+        if body["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|v| v == "All"))
+        {
             options.dry_run = true;
         }
-        options.precondition_uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+        options.precondition_uid = body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         options.precondition_resource_version = body
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -514,7 +634,9 @@ fn scale_of(resource: &ResourceInfo, object: &Value) -> Result<Value, ApiError> 
         Some(path) => {
             let pointer = format!("/{}", path.join("/"));
             match object.pointer(&pointer) {
-                Some(s) => LabelSelector::from_label_selector(s).map(|s| s.to_string()).unwrap_or_default(),
+                Some(s) => LabelSelector::from_label_selector(s)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
                 None => String::new(),
             }
         }
@@ -539,19 +661,33 @@ fn scale_of(resource: &ResourceInfo, object: &Value) -> Result<Value, ApiError> 
     }))
 }
 
-fn render_object(resource: &ResourceInfo, accept: &str, object: &Value) -> Result<Response<Body>, ApiError> {
+fn render_object(
+    resource: &ResourceInfo,
+    accept: &str,
+    object: &Value,
+) -> Result<Response<Body>, ApiError> {
     match rendering(accept)? {
         Rendering::Object => Ok(ok_json(object)),
         Rendering::PartialObjectMetadata => Ok(ok_json(&object::partial_metadata(object))),
         Rendering::Table => Ok(json_response(
             StatusCode::OK,
             TABLE_CONTENT_TYPE,
-            &table_of(resource, std::slice::from_ref(object), None, &Query::default()),
+            &table_of(
+                resource,
+                std::slice::from_ref(object),
+                None,
+                &Query::default(),
+            ),
         )),
     }
 }
 
-fn render_list(resource: &ResourceInfo, accept: &str, query: &Query, page: ListPage) -> Result<Response<Body>, ApiError> {
+fn render_list(
+    resource: &ResourceInfo,
+    accept: &str,
+    query: &Query,
+    page: ListPage,
+) -> Result<Response<Body>, ApiError> {
     let mut metadata = json!({"resourceVersion": page.revision.to_string()});
     if let Some(token) = &page.continue_token {
         metadata["continue"] = json!(token);
@@ -564,7 +700,9 @@ fn render_list(resource: &ResourceInfo, accept: &str, query: &Query, page: ListP
         )),
         Rendering::PartialObjectMetadata => {
             let items: Vec<Value> = page.items.iter().map(object::partial_metadata).collect();
-            Ok(ok_json(&json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items})))
+            Ok(ok_json(
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items}),
+            ))
         }
         Rendering::Object => Ok(ok_json(&json!({
             "kind": format!("{}List", resource.kind),
@@ -576,7 +714,12 @@ fn render_list(resource: &ResourceInfo, accept: &str, query: &Query, page: ListP
 }
 
 /// A `meta.k8s.io/v1` Table of `objects`.
-fn table_of(resource: &ResourceInfo, objects: &[Value], metadata: Option<Value>, query: &Query) -> Value {
+fn table_of(
+    resource: &ResourceInfo,
+    objects: &[Value],
+    metadata: Option<Value>,
+    query: &Query,
+) -> Value {
     let now = jiff::Timestamp::now();
     let columns: Vec<Value> = table::columns(resource)
         .iter()
@@ -613,7 +756,10 @@ mod tests {
         let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(rendering(accept).unwrap(), Rendering::Table);
         assert_eq!(rendering("application/json").unwrap(), Rendering::Object);
-        assert_eq!(rendering("application/vnd.kubernetes.protobuf, application/json").unwrap(), Rendering::Object);
+        assert_eq!(
+            rendering("application/vnd.kubernetes.protobuf, application/json").unwrap(),
+            Rendering::Object
+        );
         assert!(rendering("application/vnd.kubernetes.protobuf").is_err());
     }
 
@@ -621,14 +767,22 @@ mod tests {
     fn aggregated_discovery_is_recognised_in_both_versions() {
         let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(aggregated_discovery(accept), Some("v2"));
-        assert_eq!(aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"), Some("v2beta1"));
+        assert_eq!(
+            aggregated_discovery(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            ),
+            Some("v2beta1")
+        );
         assert_eq!(aggregated_discovery("application/json, */*"), None);
     }
 
     #[test]
     fn bodies_decode_as_json_or_yaml_and_other_types_are_refused() {
         assert_eq!(decode_body(None, br#"{"a":1}"#).unwrap(), json!({"a": 1}));
-        assert_eq!(decode_body(Some("application/yaml"), b"a: 1\nb: [x]\n").unwrap(), json!({"a": 1, "b": ["x"]}));
+        assert_eq!(
+            decode_body(Some("application/yaml"), b"a: 1\nb: [x]\n").unwrap(),
+            json!({"a": 1, "b": ["x"]})
+        );
         let err = decode_body(Some("application/json"), b"{\"a\":").unwrap_err();
         assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
         let err = decode_body(Some("application/vnd.kubernetes.protobuf"), b"k8s\0").unwrap_err();

@@ -35,7 +35,8 @@ use crate::handler::Handler;
 use crate::registry::Registry;
 
 /// The namespaces every cluster has from the start.
-pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const BUILTIN_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// How `capstan server` runs.
 #[derive(Debug, Clone)]
@@ -105,7 +106,11 @@ fn serving_hosts(listen: &SocketAddr) -> Vec<String> {
 
 /// The address clients should use: the listen address, or loopback for a wildcard listen.
 fn client_address(bound: &SocketAddr) -> String {
-    let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
+    let host = if bound.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        bound.ip().to_string()
+    };
     if host.contains(':') {
         format!("[{host}]:{}", bound.port())
     } else {
@@ -115,7 +120,11 @@ fn client_address(bound: &SocketAddr) -> String {
 
 /// Makes a random token for the token file made on first start.
 fn random_token() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn ensure_token_file(path: &Path) -> std::io::Result<()> {
@@ -124,7 +133,11 @@ fn ensure_token_file(path: &Path) -> std::io::Result<()> {
     if path.exists() {
         return Ok(());
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     writeln!(file, "{},admin,admin,\"system:masters\"", random_token())?;
     file.sync_all()
 }
@@ -141,22 +154,39 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let tokens = Arc::new(TokenFile::load(&token_path)?);
 
     let store_path = config.data_dir.join("store.redb");
-    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || KvStore::open(&store_path)).await.map_err(|e| std::io::Error::other(e.to_string()))??);
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || KvStore::open(&store_path))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??,
+    );
     let registry = Registry::new(store.clone());
     let namespaces = resource::find("", "v1", "namespaces").expect("namespaces are registered");
     for name in BUILTIN_NAMESPACES {
-        registry.ensure(namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
+        registry
+            .ensure(
+                namespaces,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            )
+            .await?;
     }
 
     let server_url = format!("https://{}", client_address(&bound));
     let kubeconfig_path = config.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &kubeconfig::admin(&pki, &server_url))?;
 
-    let handler = Arc::new(Handler { registry: registry.clone(), server_address: client_address(&bound) });
+    let handler = Arc::new(Handler {
+        registry: registry.clone(),
+        server_address: client_address(&bound),
+    });
     let mut tasks = vec![tokio::spawn(server::serve(listener, tls, handler, tokens))];
     tasks.push(tokio::spawn(namespace_lifecycle::run(registry.clone())));
     tasks.push(tokio::spawn(compactor(store, config.compaction_interval)));
-    Ok(RunningServer { address: bound, kubeconfig_path, registry, tasks })
+    Ok(RunningServer {
+        address: bound,
+        kubeconfig_path,
+        registry,
+        tasks,
+    })
 }
 
 /// Compacts, every `interval`, the history older than the previous tick: a watch can resume

@@ -32,19 +32,32 @@ pub async fn pass(registry: &Registry) -> Result<(), ApiError> {
         let name = object::name(ns).unwrap_or_default().to_string();
         if empty_namespace(registry, &name).await? {
             registry
-                .update_with(namespaces, None, &name, None, WriteOptions::default(), |current| {
-                    let mut next = current.clone();
-                    let finalizers: Vec<Value> = current
-                        .pointer("/spec/finalizers")
-                        .and_then(Value::as_array)
-                        .map(|f| f.iter().filter(|v| *v != "kubernetes").cloned().collect())
-                        .unwrap_or_default();
-                    next["spec"]["finalizers"] = json!(finalizers);
-                    Ok((next, Vec::new()))
-                })
+                .update_with(
+                    namespaces,
+                    None,
+                    &name,
+                    None,
+                    WriteOptions::default(),
+                    |current| {
+                        let mut next = current.clone();
+                        let finalizers: Vec<Value> = current
+                            .pointer("/spec/finalizers")
+                            .and_then(Value::as_array)
+                            .map(|f| f.iter().filter(|v| *v != "kubernetes").cloned().collect())
+                            .unwrap_or_default();
+                        next["spec"]["finalizers"] = json!(finalizers);
+                        Ok((next, Vec::new()))
+                    },
+                )
                 .await
                 .map(|_| ())
-                .or_else(|e| if matches!(e, ApiError::NotFound { .. }) { Ok(()) } else { Err(e) })?;
+                .or_else(|e| {
+                    if matches!(e, ApiError::NotFound { .. }) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
         }
     }
     Ok(())
@@ -54,7 +67,10 @@ pub async fn pass(registry: &Registry) -> Result<(), ApiError> {
 async fn empty_namespace(registry: &Registry, namespace: &str) -> Result<bool, ApiError> {
     let mut empty = true;
     // Each stored resource once: through its preferred version.
-    for r in RESOURCES.iter().filter(|r| r.namespaced && r.preferred && r.verbs.contains(&"delete")) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && r.preferred && r.verbs.contains(&"delete"))
+    {
         let page = registry.list(r, Some(namespace), &ListOptions::default())?;
         for item in &page.items {
             empty = false;
@@ -62,7 +78,10 @@ async fn empty_namespace(registry: &Registry, namespace: &str) -> Result<bool, A
                 continue;
             }
             let name = object::name(item).unwrap_or_default();
-            match registry.delete(r, Some(namespace), name, &DeleteOptions::default()).await {
+            match registry
+                .delete(r, Some(namespace), name, &DeleteOptions::default())
+                .await
+            {
                 Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -82,19 +101,34 @@ mod tests {
         let registry = Registry::new(Arc::new(KvStore::memory()));
         let namespaces = resource::find("", "v1", "namespaces").unwrap();
         let configmaps = resource::find("", "v1", "configmaps").unwrap();
-        registry.ensure(namespaces, json!({"metadata": {"name": "team"}})).await.unwrap();
-        registry.ensure(namespaces, json!({"metadata": {"name": "other"}})).await.unwrap();
+        registry
+            .ensure(namespaces, json!({"metadata": {"name": "team"}}))
+            .await
+            .unwrap();
+        registry
+            .ensure(namespaces, json!({"metadata": {"name": "other"}}))
+            .await
+            .unwrap();
         for ns in ["team", "other"] {
             let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}});
             registry.ensure(configmaps, cm).await.unwrap();
         }
-        let (marked, removed) = registry.delete(namespaces, None, "team", &DeleteOptions::default()).await.unwrap();
+        let (marked, removed) = registry
+            .delete(namespaces, None, "team", &DeleteOptions::default())
+            .await
+            .unwrap();
         assert!(!removed);
         assert_eq!(marked["status"]["phase"], "Terminating");
         pass(&registry).await.unwrap();
         assert!(registry.get(configmaps, Some("team"), "c").is_err());
         pass(&registry).await.unwrap();
-        assert!(matches!(registry.get(namespaces, None, "team"), Err(ApiError::NotFound { .. })));
-        assert!(registry.get(configmaps, Some("other"), "c").is_ok(), "other namespaces are untouched");
+        assert!(matches!(
+            registry.get(namespaces, None, "team"),
+            Err(ApiError::NotFound { .. })
+        ));
+        assert!(
+            registry.get(configmaps, Some("other"), "c").is_ok(),
+            "other namespaces are untouched"
+        );
     }
 }

@@ -14,7 +14,10 @@ pub fn root() -> Value {
         for v in &g.versions {
             let path = group_version_path(g.group, v);
             let hash = document_hash(&document(g.group, v).unwrap_or_default());
-            paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}));
+            paths.insert(
+                path.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+            );
         }
     }
     json!({"paths": paths})
@@ -43,7 +46,12 @@ pub fn document_hash(doc: &Value) -> String {
 pub fn schema_name(r: &ResourceInfo) -> String {
     let group = match r.group {
         "" => "core",
-        g => g.strip_suffix(".k8s.io").unwrap_or(g).split('.').next().unwrap_or(g),
+        g => g
+            .strip_suffix(".k8s.io")
+            .unwrap_or(g)
+            .split('.')
+            .next()
+            .unwrap_or(g),
     };
     format!("io.k8s.api.{group}.{}.{}", r.version, r.kind)
 }
@@ -54,13 +62,28 @@ fn query_param(name: &str, description: &str) -> Value {
 
 fn write_params() -> Vec<Value> {
     vec![
-        query_param("dryRun", "When present, indicates that modifications should not be persisted."),
-        query_param("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
-        query_param("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn (default), Strict."),
+        query_param(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted.",
+        ),
+        query_param(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+        ),
+        query_param(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn (default), Strict.",
+        ),
     ]
 }
 
-fn operation(r: &ResourceInfo, action: &str, operation_id: &str, params: Vec<Value>, body: bool) -> Value {
+fn operation(
+    r: &ResourceInfo,
+    action: &str,
+    operation_id: &str,
+    params: Vec<Value>,
+    body: bool,
+) -> Value {
     let reference = json!({"$ref": format!("#/components/schemas/{}", schema_name(r))});
     let mut op = json!({
         "operationId": operation_id,
@@ -71,7 +94,13 @@ fn operation(r: &ResourceInfo, action: &str, operation_id: &str, params: Vec<Val
     });
     if body {
         let media = if action == "patch" {
-            ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"].as_slice()
+            [
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml",
+            ]
+            .as_slice()
         } else {
             ["application/json"].as_slice()
         };
@@ -94,7 +123,11 @@ pub fn document(group: &str, version: &str) -> Option<Value> {
     let mut schemas = Map::new();
     let prefix = format!("/{}", group_version_path(group, version));
     for r in resources {
-        let scope = if r.namespaced { "/namespaces/{namespace}" } else { "" };
+        let scope = if r.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
         let collection = format!("{prefix}{scope}/{}", r.plural);
         let item = format!("{collection}/{{name}}");
         let id = format!("{}{}", r.plural, r.kind);
@@ -102,7 +135,8 @@ pub fn document(group: &str, version: &str) -> Option<Value> {
             "get": operation(r, "list", &format!("list{id}"), vec![], false),
         });
         if r.verbs.contains(&"create") {
-            collection_ops["post"] = operation(r, "post", &format!("create{id}"), write_params(), true);
+            collection_ops["post"] =
+                operation(r, "post", &format!("create{id}"), write_params(), true);
         }
         paths.insert(collection, collection_ops);
         if r.verbs.contains(&"get") {
@@ -146,24 +180,48 @@ mod tests {
     #[test]
     fn patch_operations_list_field_validation() {
         let doc = document("apps", "v1").unwrap();
-        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
     }
 
     #[test]
     fn the_root_points_at_every_group_version_with_a_hash() {
         let root = root();
-        let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
+        let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
         assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="));
         assert!(root["paths"]["api/v1"].is_object());
     }
 
     #[test]
     fn schema_names_follow_kubernetes() {
-        assert_eq!(schema_name(resource::find("apps", "v1", "deployments").unwrap()), "io.k8s.api.apps.v1.Deployment");
-        assert_eq!(schema_name(resource::find("", "v1", "pods").unwrap()), "io.k8s.api.core.v1.Pod");
-        assert_eq!(schema_name(resource::find("networking.k8s.io", "v1", "ingresses").unwrap()), "io.k8s.api.networking.v1.Ingress");
-        assert_eq!(schema_name(resource::find("rbac.authorization.k8s.io", "v1", "roles").unwrap()), "io.k8s.api.rbac.v1.Role");
+        assert_eq!(
+            schema_name(resource::find("apps", "v1", "deployments").unwrap()),
+            "io.k8s.api.apps.v1.Deployment"
+        );
+        assert_eq!(
+            schema_name(resource::find("", "v1", "pods").unwrap()),
+            "io.k8s.api.core.v1.Pod"
+        );
+        assert_eq!(
+            schema_name(resource::find("networking.k8s.io", "v1", "ingresses").unwrap()),
+            "io.k8s.api.networking.v1.Ingress"
+        );
+        assert_eq!(
+            schema_name(resource::find("rbac.authorization.k8s.io", "v1", "roles").unwrap()),
+            "io.k8s.api.rbac.v1.Role"
+        );
     }
 }

@@ -28,11 +28,18 @@ impl PatchType {
 }
 
 /// Applies `patch` (the raw body) to `current`, an object of `kind`.
-pub fn apply(kind: &str, patch_type: PatchType, current: &Value, patch: &[u8]) -> Result<Value, ApiError> {
-    let parse_error = |e: serde_json::Error| ApiError::BadRequest(format!("error decoding patch: {e}"));
+pub fn apply(
+    kind: &str,
+    patch_type: PatchType,
+    current: &Value,
+    patch: &[u8],
+) -> Result<Value, ApiError> {
+    let parse_error =
+        |e: serde_json::Error| ApiError::BadRequest(format!("error decoding patch: {e}"));
     match patch_type {
         PatchType::Json => {
-            let operations: json_patch::Patch = serde_json::from_slice(patch).map_err(parse_error)?;
+            let operations: json_patch::Patch =
+                serde_json::from_slice(patch).map_err(parse_error)?;
             let mut out = current.clone();
             json_patch::patch(&mut out, &operations).map_err(|e| {
                 ApiError::InvalidRequest(format!(
@@ -75,16 +82,34 @@ mod tests {
     #[test]
     fn merge_patch_sets_and_removes_fields() {
         let current = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
-        let out = apply("Pod", PatchType::Merge, &current, br#"{"metadata":{"labels":{"a":null,"c":"3"}}}"#).unwrap();
+        let out = apply(
+            "Pod",
+            PatchType::Merge,
+            &current,
+            br#"{"metadata":{"labels":{"a":null,"c":"3"}}}"#,
+        )
+        .unwrap();
         assert_eq!(out, json!({"metadata": {"labels": {"b": "2", "c": "3"}}}));
     }
 
     #[test]
     fn json_patch_with_a_failed_test_changes_nothing_and_is_refused() {
         let current = json!({"spec": {"replicas": 1}});
-        let err = apply("Deployment", PatchType::Json, &current, br#"[{"op":"test","path":"/spec/replicas","value":2}]"#).unwrap_err();
+        let err = apply(
+            "Deployment",
+            PatchType::Json,
+            &current,
+            br#"[{"op":"test","path":"/spec/replicas","value":2}]"#,
+        )
+        .unwrap_err();
         assert_eq!(err.status_code().as_u16(), 422);
-        let out = apply("Deployment", PatchType::Json, &current, br#"[{"op":"replace","path":"/spec/replicas","value":3}]"#).unwrap();
+        let out = apply(
+            "Deployment",
+            PatchType::Json,
+            &current,
+            br#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+        )
+        .unwrap();
         assert_eq!(out["spec"]["replicas"], 3);
     }
 

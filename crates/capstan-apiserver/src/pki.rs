@@ -71,7 +71,8 @@ fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
 fn validity(params: &mut CertificateParams, years: i64) {
     let now = jiff::Timestamp::now();
     let to_offset = |t: jiff::Timestamp| {
-        rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(t.as_second().max(0) as u64)
+        rcgen::date_time_ymd(1970, 1, 1)
+            + std::time::Duration::from_secs(t.as_second().max(0) as u64)
     };
     params.not_before = to_offset(now - jiff::SignedDuration::from_hours(1));
     params.not_after = to_offset(now + jiff::SignedDuration::from_hours(24 * 365 * years));
@@ -117,7 +118,10 @@ pub fn issue(
             Err(_) => h.clone().try_into().map(SanType::DnsName),
         })
         .collect::<Result<_, _>>()?;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![usage];
     validity(&mut params, 10);
     let key = KeyPair::generate()?;
@@ -144,13 +148,27 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, PkiError> {
     let hosts_line = hosts.join(",");
     let stored_hosts = read(&path("server.hosts")).unwrap_or_default();
     if stored_hosts != hosts_line || !path("server.crt").exists() || !path("server.key").exists() {
-        let (cert, key) = issue(&ca_cert, &ca_key, "capstan-apiserver", &[], hosts, ExtendedKeyUsagePurpose::ServerAuth)?;
+        let (cert, key) = issue(
+            &ca_cert,
+            &ca_key,
+            "capstan-apiserver",
+            &[],
+            hosts,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
         write_private(&path("server.key"), &key)?;
         write_private(&path("server.crt"), &cert)?;
         write_private(&path("server.hosts"), &hosts_line)?;
     }
     if !path("admin.crt").exists() || !path("admin.key").exists() {
-        let (cert, key) = issue(&ca_cert, &ca_key, "admin", &["system:masters"], &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+        let (cert, key) = issue(
+            &ca_cert,
+            &ca_key,
+            "admin",
+            &["system:masters"],
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
         write_private(&path("admin.key"), &key)?;
         write_private(&path("admin.crt"), &cert)?;
     }

@@ -96,7 +96,11 @@ pub struct Registry {
 pub fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
-    object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
+    object::set_meta(
+        &mut object,
+        "resourceVersion",
+        json!(kv.mod_revision.to_string()),
+    );
     Ok(object)
 }
 
@@ -217,13 +221,23 @@ impl Registry {
             .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))
     }
 
-    fn get_kv(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<KeyValue, ApiError> {
+    fn get_kv(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<KeyValue, ApiError> {
         self.store
             .get(&resource.storage_key(namespace, name))?
             .ok_or_else(|| not_found(resource, name))
     }
 
-    pub fn get(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub fn get(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let kv = self.get_kv(resource, namespace, name)?;
         let object = decode_stored(&kv)?;
         Ok(crate::conversion::to_version(resource, object))
@@ -245,7 +259,11 @@ impl Registry {
         };
         // Read in chunks so that a selective filter with a small limit does not scan everything
         // at once, and a large list is not held twice.
-        let chunk = if options.limit == 0 { 0 } else { options.limit.max(100) };
+        let chunk = if options.limit == 0 {
+            0
+        } else {
+            options.limit.max(100)
+        };
         let mut items = Vec::new();
         loop {
             let page = self.store.list(&prefix, start_after.as_deref(), chunk)?;
@@ -311,7 +329,8 @@ impl Registry {
                 )));
             }
         }
-        let decoded = typed::decode(resource, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let decoded =
+            typed::decode(resource, body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let unknown: Vec<String> = decoded
             .unknown_fields
             .iter()
@@ -331,7 +350,12 @@ impl Registry {
     }
 
     /// Refuses new objects in a namespace that is missing or being deleted.
-    fn check_namespace_open(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<(), ApiError> {
+    fn check_namespace_open(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApiError> {
         let Some(ns) = namespace.filter(|_| resource.namespaced) else {
             return Ok(());
         };
@@ -359,7 +383,9 @@ impl Registry {
         let (mut object, warnings) = self.decode_body(resource, body, options.field_validation)?;
         object = crate::conversion::to_storage(resource, object);
         if resource.namespaced {
-            let url_ns = namespace.ok_or_else(|| ApiError::BadRequest("the namespace of the object must be set".into()))?;
+            let url_ns = namespace.ok_or_else(|| {
+                ApiError::BadRequest("the namespace of the object must be set".into())
+            })?;
             match object::namespace(&object) {
                 Some(ns) if ns != url_ns => {
                     return Err(ApiError::BadRequest(
@@ -371,11 +397,12 @@ impl Registry {
         } else {
             object::set_meta(&mut object, "namespace", Value::Null);
         }
-        if object::name(&object).is_none() {
-            if let Some(prefix) = object::str_at(&object, "/metadata/generateName").filter(|s| !s.is_empty()) {
-                let name = format!("{prefix}{}", random_suffix());
-                object::set_meta(&mut object, "name", json!(name));
-            }
+        if object::name(&object).is_none()
+            && let Some(prefix) =
+                object::str_at(&object, "/metadata/generateName").filter(|s| !s.is_empty())
+        {
+            let name = format!("{prefix}{}", random_suffix());
+            object::set_meta(&mut object, "name", json!(name));
         }
         prepare_for_create(resource, &mut object);
         defaults::apply_defaults(resource, &mut object);
@@ -393,7 +420,11 @@ impl Registry {
         self.check_namespace_open(resource, namespace, &name)?;
         let bytes = encode_for_store(&object)?;
         if options.dry_run {
-            return Ok(Written { object: crate::conversion::to_version(resource, object), created: true, warnings });
+            return Ok(Written {
+                object: crate::conversion::to_version(resource, object),
+                created: true,
+                warnings,
+            });
         }
         let key = resource.storage_key(namespace, &name);
         let kv = match self.blocking(move |s| s.create(&key, bytes)).await? {
@@ -407,8 +438,16 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         };
-        object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
-        Ok(Written { object: crate::conversion::to_version(resource, object), created: true, warnings })
+        object::set_meta(
+            &mut object,
+            "resourceVersion",
+            json!(kv.mod_revision.to_string()),
+        );
+        Ok(Written {
+            object: crate::conversion::to_version(resource, object),
+            created: true,
+            warnings,
+        })
     }
 
     /// Read-modify-write of one object, retried when another writer got there first unless the
@@ -428,24 +467,28 @@ impl Registry {
         loop {
             let current_kv = self.get_kv(resource, namespace, name)?;
             let current = decode_stored(&current_kv)?;
-            let (proposed, warnings) = change(&crate::conversion::to_version(resource, current.clone()))?;
+            let (proposed, warnings) =
+                change(&crate::conversion::to_version(resource, current.clone()))?;
             let proposed = crate::conversion::to_storage(resource, proposed);
             let pinned = object::resource_version(&proposed).map(str::to_string);
-            if let Some(rv) = &pinned {
-                if *rv != current_kv.mod_revision.to_string() {
-                    return Err(conflict(resource, name, MODIFIED));
-                }
+            if let Some(rv) = &pinned
+                && *rv != current_kv.mod_revision.to_string()
+            {
+                return Err(conflict(resource, name, MODIFIED));
             }
-            if let Some(body_name) = object::name(&proposed) {
-                if body_name != name {
-                    return Err(ApiError::BadRequest(format!(
-                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
-                    )));
-                }
+            if let Some(body_name) = object::name(&proposed)
+                && body_name != name
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
             }
             let mut object = prepare_for_update(resource, subresource, proposed, &current)?;
             defaults::apply_defaults(resource, &mut object);
-            let errors = if matches!(subresource, Some(Subresource::Status | Subresource::Binding)) {
+            let errors = if matches!(
+                subresource,
+                Some(Subresource::Status | Subresource::Binding)
+            ) {
                 Vec::new()
             } else {
                 validation::validate(resource, &object, Some(&current))
@@ -454,36 +497,72 @@ impl Registry {
                 return Err(invalid(resource, name, errors));
             }
             if without_resource_version(&object) == without_resource_version(&current) {
-                return Ok(Written { object: crate::conversion::to_version(resource, current), created: false, warnings });
+                return Ok(Written {
+                    object: crate::conversion::to_version(resource, current),
+                    created: false,
+                    warnings,
+                });
             }
             // The last finalizer of an object being deleted is gone: delete it for real.
             if object::is_terminating(&object) && !holds_deletion(resource, &object) {
                 if options.dry_run {
-                    return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+                    return Ok(Written {
+                        object: crate::conversion::to_version(resource, object),
+                        created: false,
+                        warnings,
+                    });
                 }
                 let key = key.clone();
                 let expected = current_kv.mod_revision;
-                match self.blocking(move |s| s.delete(&key, Some(expected))).await? {
+                match self
+                    .blocking(move |s| s.delete(&key, Some(expected)))
+                    .await?
+                {
                     Ok(kv) => {
-                        object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
-                        return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+                        object::set_meta(
+                            &mut object,
+                            "resourceVersion",
+                            json!(kv.mod_revision.to_string()),
+                        );
+                        return Ok(Written {
+                            object: crate::conversion::to_version(resource, object),
+                            created: false,
+                            warnings,
+                        });
                     }
                     Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
-                    Err(StoreError::Conflict { .. }) => return Err(conflict(resource, name, MODIFIED)),
+                    Err(StoreError::Conflict { .. }) => {
+                        return Err(conflict(resource, name, MODIFIED));
+                    }
                     Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
                     Err(e) => return Err(e.into()),
                 }
             }
             let bytes = encode_for_store(&object)?;
             if options.dry_run {
-                return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+                return Ok(Written {
+                    object: crate::conversion::to_version(resource, object),
+                    created: false,
+                    warnings,
+                });
             }
             let write_key = key.clone();
             let expected = current_kv.mod_revision;
-            match self.blocking(move |s| s.update(&write_key, bytes, expected)).await? {
+            match self
+                .blocking(move |s| s.update(&write_key, bytes, expected))
+                .await?
+            {
                 Ok(kv) => {
-                    object::set_meta(&mut object, "resourceVersion", json!(kv.mod_revision.to_string()));
-                    return Ok(Written { object: crate::conversion::to_version(resource, object), created: false, warnings });
+                    object::set_meta(
+                        &mut object,
+                        "resourceVersion",
+                        json!(kv.mod_revision.to_string()),
+                    );
+                    return Ok(Written {
+                        object: crate::conversion::to_version(resource, object),
+                        created: false,
+                        warnings,
+                    });
                 }
                 Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
                 Err(StoreError::Conflict { .. }) => return Err(conflict(resource, name, MODIFIED)),
@@ -524,17 +603,25 @@ impl Registry {
             if let Some(uid) = &options.precondition_uid {
                 let actual = object::uid(&current).unwrap_or_default();
                 if uid != actual {
-                    return Err(conflict(resource, name, format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                    )));
+                    return Err(conflict(
+                        resource,
+                        name,
+                        format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        ),
+                    ));
                 }
             }
             if let Some(rv) = &options.precondition_resource_version {
                 let actual = kv.mod_revision.to_string();
                 if *rv != actual {
-                    return Err(conflict(resource, name, format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
-                    )));
+                    return Err(conflict(
+                        resource,
+                        name,
+                        format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                        ),
+                    ));
                 }
             }
             // Objects with finalizers (and namespaces, which finalize through their spec) are
@@ -547,7 +634,8 @@ impl Registry {
                 object::set_meta(&mut marked, "deletionTimestamp", json!(format_time(now())));
                 object::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
                 if resource.kind == "Namespace" {
-                    object::object_field_mut(&mut marked, "status").insert("phase".into(), json!("Terminating"));
+                    object::object_field_mut(&mut marked, "status")
+                        .insert("phase".into(), json!("Terminating"));
                 }
                 if options.dry_run {
                     return Ok((crate::conversion::to_version(resource, marked), false));
@@ -555,9 +643,16 @@ impl Registry {
                 let bytes = encode_for_store(&marked)?;
                 let write_key = key.clone();
                 let expected = kv.mod_revision;
-                match self.blocking(move |s| s.update(&write_key, bytes, expected)).await? {
+                match self
+                    .blocking(move |s| s.update(&write_key, bytes, expected))
+                    .await?
+                {
                     Ok(kv) => {
-                        object::set_meta(&mut marked, "resourceVersion", json!(kv.mod_revision.to_string()));
+                        object::set_meta(
+                            &mut marked,
+                            "resourceVersion",
+                            json!(kv.mod_revision.to_string()),
+                        );
                         return Ok((crate::conversion::to_version(resource, marked), false));
                     }
                     Err(StoreError::Conflict { .. }) => continue,
@@ -570,8 +665,16 @@ impl Registry {
             }
             let delete_key = key.clone();
             let expected = kv.mod_revision;
-            match self.blocking(move |s| s.delete(&delete_key, Some(expected))).await? {
-                Ok(deleted) => return Ok((crate::conversion::to_version(resource, decode_stored(&deleted)?), true)),
+            match self
+                .blocking(move |s| s.delete(&delete_key, Some(expected)))
+                .await?
+            {
+                Ok(deleted) => {
+                    return Ok((
+                        crate::conversion::to_version(resource, decode_stored(&deleted)?),
+                        true,
+                    ));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
                 Err(e) => return Err(e.into()),
@@ -592,7 +695,10 @@ impl Registry {
         let mut items = Vec::new();
         for item in &page.items {
             let name = object::name(item).unwrap_or_default();
-            match self.delete(resource, object::namespace(item), name, options).await {
+            match self
+                .delete(resource, object::namespace(item), name, options)
+                .await
+            {
                 Ok((object, _)) => items.push(object),
                 Err(ApiError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
@@ -602,9 +708,21 @@ impl Registry {
     }
 
     /// Creates the object if missing (used to bootstrap built-in namespaces).
-    pub async fn ensure(&self, resource: &'static ResourceInfo, object: Value) -> Result<(), ApiError> {
+    pub async fn ensure(
+        &self,
+        resource: &'static ResourceInfo,
+        object: Value,
+    ) -> Result<(), ApiError> {
         let namespace = object::namespace(&object).map(str::to_string);
-        match self.create(resource, namespace.as_deref(), object, WriteOptions::default()).await {
+        match self
+            .create(
+                resource,
+                namespace.as_deref(),
+                object,
+                WriteOptions::default(),
+            )
+            .await
+        {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -626,7 +744,12 @@ fn holds_deletion(resource: &ResourceInfo, object: &Value) -> bool {
 /// client sent.
 fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
     let meta = object::metadata_mut(object);
-    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for server_owned in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
         meta.remove(server_owned);
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -636,10 +759,10 @@ fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
     } else {
         meta.remove("generation");
     }
-    if resource.resets_status_on_create {
-        if let Some(map) = object.as_object_mut() {
-            map.remove("status");
-        }
+    if resource.resets_status_on_create
+        && let Some(map) = object.as_object_mut()
+    {
+        map.remove("status");
     }
 }
 
@@ -671,10 +794,22 @@ fn prepare_for_update(
         return Ok(out);
     }
     let mut out = proposed;
-    let current_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let current_meta = current
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     {
         let meta = object::metadata_mut(&mut out);
-        for kept in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+        for kept in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+            "generation",
+        ] {
             match current_meta.get(kept) {
                 Some(v) => meta.insert(kept.to_string(), v.clone()),
                 None => meta.remove(kept),
@@ -696,7 +831,9 @@ fn prepare_for_update(
                 name: object::name(current).unwrap_or_default().to_string(),
                 errors: vec![capstan_api::FieldError::forbidden(
                     "metadata.finalizers",
-                    format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                    format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
                 )],
             });
         }
@@ -711,7 +848,11 @@ fn prepare_for_update(
         }
     }
     if resource.tracks_generation && spec_part(&out) != spec_part(current) {
-        let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let generation = current
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         object::set_meta(&mut out, "generation", json!(generation));
     }
     Ok(out)
@@ -719,7 +860,10 @@ fn prepare_for_update(
 
 /// Copies `labels` into a new map (for building objects in tests and bootstrap).
 pub fn labels_map(pairs: &[(&str, &str)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -737,7 +881,9 @@ mod tests {
     }
 
     async fn with_namespace(r: &Registry, name: &str) {
-        r.ensure(res("", "namespaces"), json!({"metadata": {"name": name}})).await.unwrap();
+        r.ensure(res("", "namespaces"), json!({"metadata": {"name": name}}))
+            .await
+            .unwrap();
     }
 
     fn configmap(name: &str, data: Value) -> Value {
@@ -751,7 +897,15 @@ mod tests {
         let mut body = configmap("c", json!({"a": "1"}));
         body["metadata"]["uid"] = json!("mine");
         body["metadata"]["resourceVersion"] = json!("99");
-        let out = r.create(res("", "configmaps"), Some("default"), body, WriteOptions::default()).await.unwrap();
+        let out = r
+            .create(
+                res("", "configmaps"),
+                Some("default"),
+                body,
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         assert_ne!(out.object["metadata"]["uid"], "mine");
         assert_eq!(out.object["metadata"]["namespace"], "default");
         assert_eq!(out.object["metadata"]["resourceVersion"], "2");
@@ -761,7 +915,15 @@ mod tests {
     #[tokio::test]
     async fn create_in_a_missing_namespace_is_not_found() {
         let r = registry();
-        let err = r.create(res("", "configmaps"), Some("nope"), configmap("c", json!({})), WriteOptions::default()).await.unwrap_err();
+        let err = r
+            .create(
+                res("", "configmaps"),
+                Some("nope"),
+                configmap("c", json!({})),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.to_string(), "namespaces \"nope\" not found");
     }
 
@@ -769,8 +931,17 @@ mod tests {
     async fn generate_name_makes_a_unique_name() {
         let r = registry();
         with_namespace(&r, "default").await;
-        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cfg-"}});
-        let out = r.create(res("", "configmaps"), Some("default"), body, WriteOptions::default()).await.unwrap();
+        let body =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cfg-"}});
+        let out = r
+            .create(
+                res("", "configmaps"),
+                Some("default"),
+                body,
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         let name = out.object["metadata"]["name"].as_str().unwrap();
         assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
     }
@@ -780,13 +951,40 @@ mod tests {
         let r = registry();
         with_namespace(&r, "default").await;
         let cm = res("", "configmaps");
-        let created = r.create(cm, Some("default"), configmap("c", json!({"a": "1"})), WriteOptions::default()).await.unwrap();
+        let created = r
+            .create(
+                cm,
+                Some("default"),
+                configmap("c", json!({"a": "1"})),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         let mut first = created.object.clone();
         first["data"]["a"] = json!("2");
-        r.update(cm, Some("default"), "c", None, first, WriteOptions::default()).await.unwrap();
+        r.update(
+            cm,
+            Some("default"),
+            "c",
+            None,
+            first,
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
         let mut stale = created.object.clone();
         stale["data"]["a"] = json!("3");
-        let err = r.update(cm, Some("default"), "c", None, stale, WriteOptions::default()).await.unwrap_err();
+        let err = r
+            .update(
+                cm,
+                Some("default"),
+                "c",
+                None,
+                stale,
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(err.status_code().as_u16(), 409);
         assert_eq!(r.get(cm, Some("default"), "c").unwrap()["data"]["a"], "2");
     }
@@ -799,28 +997,66 @@ mod tests {
         let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
-        r.create(deploy, Some("default"), body, WriteOptions::default()).await.unwrap();
-        let relabel = r.update_with(deploy, Some("default"), "web", None, WriteOptions::default(), |cur| {
-            let mut o = cur.clone();
-            o["metadata"]["labels"] = json!({"x": "y"});
-            Ok((o, vec![]))
-        }).await.unwrap();
+        r.create(deploy, Some("default"), body, WriteOptions::default())
+            .await
+            .unwrap();
+        let relabel = r
+            .update_with(
+                deploy,
+                Some("default"),
+                "web",
+                None,
+                WriteOptions::default(),
+                |cur| {
+                    let mut o = cur.clone();
+                    o["metadata"]["labels"] = json!({"x": "y"});
+                    Ok((o, vec![]))
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(relabel.object["metadata"]["generation"], 1);
-        let scaled = r.update_with(deploy, Some("default"), "web", None, WriteOptions::default(), |cur| {
-            let mut o = cur.clone();
-            o["spec"]["replicas"] = json!(3);
-            o["status"] = json!({"replicas": 7});
-            Ok((o, vec![]))
-        }).await.unwrap();
+        let scaled = r
+            .update_with(
+                deploy,
+                Some("default"),
+                "web",
+                None,
+                WriteOptions::default(),
+                |cur| {
+                    let mut o = cur.clone();
+                    o["spec"]["replicas"] = json!(3);
+                    o["status"] = json!({"replicas": 7});
+                    Ok((o, vec![]))
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(scaled.object["metadata"]["generation"], 2);
-        assert!(scaled.object.get("status").is_none(), "the main resource ignores status");
-        let status = r.update_with(deploy, Some("default"), "web", Some(Subresource::Status), WriteOptions::default(), |cur| {
-            let mut o = cur.clone();
-            o["spec"]["replicas"] = json!(9);
-            o["status"] = json!({"replicas": 3});
-            Ok((o, vec![]))
-        }).await.unwrap();
-        assert_eq!(status.object["spec"]["replicas"], 3, "the status subresource ignores spec");
+        assert!(
+            scaled.object.get("status").is_none(),
+            "the main resource ignores status"
+        );
+        let status = r
+            .update_with(
+                deploy,
+                Some("default"),
+                "web",
+                Some(Subresource::Status),
+                WriteOptions::default(),
+                |cur| {
+                    let mut o = cur.clone();
+                    o["spec"]["replicas"] = json!(9);
+                    o["status"] = json!({"replicas": 3});
+                    Ok((o, vec![]))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            status.object["spec"]["replicas"], 3,
+            "the status subresource ignores spec"
+        );
         assert_eq!(status.object["status"]["replicas"], 3);
         assert_eq!(status.object["metadata"]["generation"], 2);
     }
@@ -832,16 +1068,33 @@ mod tests {
         let cm = res("", "configmaps");
         let mut body = configmap("c", json!({}));
         body["metadata"]["finalizers"] = json!(["example.com/hold"]);
-        r.create(cm, Some("default"), body, WriteOptions::default()).await.unwrap();
-        let (marked, gone) = r.delete(cm, Some("default"), "c", &DeleteOptions::default()).await.unwrap();
+        r.create(cm, Some("default"), body, WriteOptions::default())
+            .await
+            .unwrap();
+        let (marked, gone) = r
+            .delete(cm, Some("default"), "c", &DeleteOptions::default())
+            .await
+            .unwrap();
         assert!(!gone);
         assert!(object::is_terminating(&marked));
-        r.update_with(cm, Some("default"), "c", None, WriteOptions::default(), |cur| {
-            let mut o = cur.clone();
-            o["metadata"]["finalizers"] = json!([]);
-            Ok((o, vec![]))
-        }).await.unwrap();
-        assert!(matches!(r.get(cm, Some("default"), "c"), Err(ApiError::NotFound { .. })));
+        r.update_with(
+            cm,
+            Some("default"),
+            "c",
+            None,
+            WriteOptions::default(),
+            |cur| {
+                let mut o = cur.clone();
+                o["metadata"]["finalizers"] = json!([]);
+                Ok((o, vec![]))
+            },
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            r.get(cm, Some("default"), "c"),
+            Err(ApiError::NotFound { .. })
+        ));
     }
 
     #[tokio::test]
@@ -851,11 +1104,23 @@ mod tests {
         let cm = res("", "configmaps");
         let mut body = configmap("c", json!({}));
         body["spec"] = json!({"x": 1});
-        let strict = WriteOptions { field_validation: FieldValidation::Strict, ..Default::default() };
-        let err = r.create(cm, Some("default"), body.clone(), strict).await.unwrap_err();
-        assert_eq!(err.to_string(), "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\"");
+        let strict = WriteOptions {
+            field_validation: FieldValidation::Strict,
+            ..Default::default()
+        };
+        let err = r
+            .create(cm, Some("default"), body.clone(), strict)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\""
+        );
         assert!(r.get(cm, Some("default"), "c").is_err());
-        let warned = r.create(cm, Some("default"), body, WriteOptions::default()).await.unwrap();
+        let warned = r
+            .create(cm, Some("default"), body, WriteOptions::default())
+            .await
+            .unwrap();
         assert_eq!(warned.warnings, vec!["unknown field \"spec\""]);
     }
 
@@ -864,8 +1129,13 @@ mod tests {
         let r = registry();
         with_namespace(&r, "default").await;
         let cm = res("", "configmaps");
-        let dry = WriteOptions { dry_run: true, ..Default::default() };
-        r.create(cm, Some("default"), configmap("c", json!({})), dry).await.unwrap();
+        let dry = WriteOptions {
+            dry_run: true,
+            ..Default::default()
+        };
+        r.create(cm, Some("default"), configmap("c", json!({})), dry)
+            .await
+            .unwrap();
         assert!(r.get(cm, Some("default"), "c").is_err());
     }
 
@@ -877,16 +1147,24 @@ mod tests {
         for i in 0..5 {
             let mut body = configmap(&format!("c{i}"), json!({}));
             body["metadata"]["labels"] = json!({"parity": if i % 2 == 0 { "even" } else { "odd" }});
-            r.create(cm, Some("default"), body, WriteOptions::default()).await.unwrap();
+            r.create(cm, Some("default"), body, WriteOptions::default())
+                .await
+                .unwrap();
         }
-        let mut options = ListOptions { limit: 2, ..Default::default() };
+        let mut options = ListOptions {
+            limit: 2,
+            ..Default::default()
+        };
         let first = r.list(cm, Some("default"), &options).unwrap();
         assert_eq!(first.items.len(), 2);
         options.continue_token = first.continue_token.clone();
         let second = r.list(cm, Some("default"), &options).unwrap();
         assert_eq!(second.revision, first.revision);
         assert_eq!(object::name(&second.items[0]), Some("c2"));
-        let even = ListOptions { labels: LabelSelector::parse("parity=even").unwrap(), ..Default::default() };
+        let even = ListOptions {
+            labels: LabelSelector::parse("parity=even").unwrap(),
+            ..Default::default()
+        };
         assert_eq!(r.list(cm, None, &even).unwrap().items.len(), 3);
     }
 }

@@ -21,11 +21,17 @@ pub enum Endpoint {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1`, `/apis/<group>/<version>`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     /// `/openapi/v3`
     OpenApiV3Root,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`
-    OpenApiV3 { group: String, version: String },
+    OpenApiV3 {
+        group: String,
+        version: String,
+    },
     /// `/openapi/v2`
     OpenApiV2,
     Resource(ResourceRequest),
@@ -189,7 +195,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn flag(&self, key: &str) -> bool {
@@ -214,7 +223,10 @@ mod tests {
 
     #[test]
     fn namespaced_paths_name_resource_namespace_and_object() {
-        let r = resource_request(Method::GET, "/apis/apps/v1/namespaces/default/deployments/web/scale");
+        let r = resource_request(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        );
         assert_eq!(r.resource.plural, "deployments");
         assert_eq!(r.namespace.as_deref(), Some("default"));
         assert_eq!(r.name.as_deref(), Some("web"));
@@ -240,21 +252,47 @@ mod tests {
             (Method::GET, "/api/v1/pods", Verb::List),
             (Method::POST, "/api/v1/namespaces/d/pods", Verb::Create),
             (Method::PATCH, "/api/v1/namespaces/d/pods/p", Verb::Patch),
-            (Method::DELETE, "/api/v1/namespaces/d/pods", Verb::DeleteCollection),
-            (Method::POST, "/api/v1/namespaces/d/pods/p/binding", Verb::Create),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/d/pods",
+                Verb::DeleteCollection,
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/d/pods/p/binding",
+                Verb::Create,
+            ),
         ];
         for (method, path, verb) in cases {
             assert_eq!(resource_request(method, path).verb, verb, "{path}");
         }
         let watch = route(&Method::GET, "/api/v1/watch/namespaces/d/pods", false).unwrap();
-        assert!(matches!(watch, Endpoint::Resource(ResourceRequest { verb: Verb::Watch, .. })));
+        assert!(matches!(
+            watch,
+            Endpoint::Resource(ResourceRequest {
+                verb: Verb::Watch,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn unknown_paths_and_verbs_are_refused() {
-        assert_eq!(route(&Method::GET, "/api/v1/widgets", false), Err(ApiError::UnknownPath));
-        assert_eq!(route(&Method::GET, "/api/v1/namespaces/d/nodes", false), Err(ApiError::UnknownPath));
-        assert_eq!(route(&Method::PUT, "/api/v1/namespaces/d/pods", false), Err(ApiError::MethodNotAllowed));
-        assert_eq!(route(&Method::GET, "/api/v1/namespaces/d/bindings", false), Err(ApiError::MethodNotAllowed));
+        assert_eq!(
+            route(&Method::GET, "/api/v1/widgets", false),
+            Err(ApiError::UnknownPath)
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/v1/namespaces/d/nodes", false),
+            Err(ApiError::UnknownPath)
+        );
+        assert_eq!(
+            route(&Method::PUT, "/api/v1/namespaces/d/pods", false),
+            Err(ApiError::MethodNotAllowed)
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/v1/namespaces/d/bindings", false),
+            Err(ApiError::MethodNotAllowed)
+        );
     }
 }

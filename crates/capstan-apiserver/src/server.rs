@@ -5,11 +5,10 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, ACCEPT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -48,10 +47,13 @@ pub fn tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     for ca in certs(&pki.ca_cert)? {
         roots.add(ca)?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::Pem(e.to_string()))?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.server_key.as_bytes())
         .map_err(|e| TlsError::Pem(e.to_string()))?
         .ok_or_else(|| TlsError::Pem("no private key in server.key".into()))?;
@@ -69,7 +71,12 @@ fn is_public(endpoint: &Endpoint) -> bool {
 }
 
 /// Serves `handler` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handler: Arc<Handler>, tokens: Arc<TokenFile>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handler: Arc<Handler>,
+    tokens: Arc<TokenFile>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -104,7 +111,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handle
                 async move { Ok::<_, Infallible>(handle(request, user, &tokens, &handler, peer).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
@@ -134,26 +144,59 @@ async fn handle(
             if !public {
                 return respond_error(&ApiError::Unauthorized);
             }
-            UserInfo { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] }
+            UserInfo {
+                name: "system:anonymous".into(),
+                groups: vec!["system:unauthenticated".into()],
+            }
         }
     };
-    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let accept = header(ACCEPT).unwrap_or_default();
     let content_type = header(CONTENT_TYPE);
     let method = request.method().clone();
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return respond_error(&ApiError::TooLarge(format!(
                 "the request body is too large: the limit is {MAX_BODY_BYTES} bytes"
             )));
         }
-        Err(e) => return respond_error(&ApiError::BadRequest(format!("reading the request body: {e}"))),
+        Err(e) => {
+            return respond_error(&ApiError::BadRequest(format!(
+                "reading the request body: {e}"
+            )));
+        }
     };
     tracing::debug!(%peer, user = %user.name, %method, %path, "request");
-    let api_request = ApiRequest { method, path, query, accept, content_type, body, user };
-    // A bug in one handler answers 500 and leaves the server serving everyone else.
-    match std::panic::AssertUnwindSafe(handler.handle(api_request)).catch_unwind().await {
+    let api_request = ApiRequest {
+        method,
+        path,
+        query,
+        accept,
+        content_type,
+        body,
+        user,
+    };
+    isolate_panics(handler.handle(api_request)).await
+}
+
+/// Runs a handler so that a panic in it answers 500 and leaves the server serving everyone else.
+async fn isolate_panics(
+    handling: impl std::future::Future<Output = Response<Body>>,
+) -> Response<Body> {
+    match std::panic::AssertUnwindSafe(handling).catch_unwind().await {
         Ok(response) => response,
         Err(panic) => {
             let message = panic
@@ -162,12 +205,24 @@ async fn handle(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             tracing::error!("handler panicked: {message}");
-            respond_error(&ApiError::Internal(format!("an internal error occurred: {message}")))
+            respond_error(&ApiError::Internal(format!(
+                "an internal error occurred: {message}"
+            )))
         }
     }
 }
 
-/// The body bytes of a response, for tests.
-pub async fn body_bytes(response: Response<Body>) -> Bytes {
-    response.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_a_status() {
+        let response = isolate_panics(async { panic!("boom") }).await;
+        assert_eq!(response.status().as_u16(), 500);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status["reason"], "InternalError");
+        assert_eq!(status["message"], "an internal error occurred: boom");
+    }
 }

@@ -142,7 +142,11 @@ impl ResourceWatch {
             (false, false) => return None,
         };
         if event.event_type == EventType::Delete {
-            object::set_meta(&mut object, "resourceVersion", json!(event.revision.to_string()));
+            object::set_meta(
+                &mut object,
+                "resourceVersion",
+                json!(event.revision.to_string()),
+            );
         }
         Some(WatchEvent {
             event_type,
@@ -188,7 +192,10 @@ mod tests {
     async fn setup() -> Registry {
         let registry = Registry::new(Arc::new(KvStore::memory()));
         let ns = find("", "v1", "namespaces").unwrap();
-        registry.ensure(ns, json!({"metadata": {"name": "default"}})).await.unwrap();
+        registry
+            .ensure(ns, json!({"metadata": {"name": "default"}}))
+            .await
+            .unwrap();
         registry
     }
 
@@ -200,24 +207,85 @@ mod tests {
     async fn watch_without_a_version_starts_with_the_current_state() {
         let registry = setup().await;
         let cms = find("", "v1", "configmaps").unwrap();
-        registry.create(cms, Some("default"), cm("a", "web"), WriteOptions::default()).await.unwrap();
-        let mut watch = ResourceWatch::start(&registry, cms, Some("default"), options("", None)).unwrap();
+        registry
+            .create(
+                cms,
+                Some("default"),
+                cm("a", "web"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let mut watch =
+            ResourceWatch::start(&registry, cms, Some("default"), options("", None)).unwrap();
         let first = watch.next().await.unwrap();
-        assert_eq!((first.event_type, &first.object["metadata"]["name"]), ("ADDED", &json!("a")));
-        registry.create(cms, Some("default"), cm("b", "web"), WriteOptions::default()).await.unwrap();
+        assert_eq!(
+            (first.event_type, &first.object["metadata"]["name"]),
+            ("ADDED", &json!("a"))
+        );
+        registry
+            .create(
+                cms,
+                Some("default"),
+                cm("b", "web"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         let second = watch.next().await.unwrap();
-        assert_eq!((second.event_type, &second.object["metadata"]["name"]), ("ADDED", &json!("b")));
+        assert_eq!(
+            (second.event_type, &second.object["metadata"]["name"]),
+            ("ADDED", &json!("b"))
+        );
     }
 
     #[tokio::test]
     async fn an_object_leaving_the_selector_is_deleted_for_the_watcher() {
         let registry = setup().await;
         let cms = find("", "v1", "configmaps").unwrap();
-        let created = registry.create(cms, Some("default"), cm("a", "web"), WriteOptions::default()).await.unwrap();
-        let rv: Revision = created.object["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-        let mut watch = ResourceWatch::start(&registry, cms, Some("default"), options("tier=web", Some(rv))).unwrap();
-        registry.update(cms, Some("default"), "a", None, cm("a", "db"), WriteOptions::default()).await.unwrap();
-        registry.update(cms, Some("default"), "a", None, cm("a", "web"), WriteOptions::default()).await.unwrap();
+        let created = registry
+            .create(
+                cms,
+                Some("default"),
+                cm("a", "web"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let rv: Revision = created.object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut watch = ResourceWatch::start(
+            &registry,
+            cms,
+            Some("default"),
+            options("tier=web", Some(rv)),
+        )
+        .unwrap();
+        registry
+            .update(
+                cms,
+                Some("default"),
+                "a",
+                None,
+                cm("a", "db"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        registry
+            .update(
+                cms,
+                Some("default"),
+                "a",
+                None,
+                cm("a", "web"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         assert_eq!(watch.next().await.unwrap().event_type, "DELETED");
         assert_eq!(watch.next().await.unwrap().event_type, "ADDED");
     }
@@ -226,9 +294,19 @@ mod tests {
     async fn watch_from_a_compacted_version_is_expired() {
         let registry = setup().await;
         let cms = find("", "v1", "configmaps").unwrap();
-        registry.create(cms, Some("default"), cm("a", "web"), WriteOptions::default()).await.unwrap();
+        registry
+            .create(
+                cms,
+                Some("default"),
+                cm("a", "web"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         registry.store().compact(2).unwrap();
-        let err = ResourceWatch::start(&registry, cms, Some("default"), options("", Some(1))).err().unwrap();
+        let err = ResourceWatch::start(&registry, cms, Some("default"), options("", Some(1)))
+            .err()
+            .unwrap();
         assert_eq!(err.status_code().as_u16(), 410);
         assert_eq!(err.to_string(), "too old resource version: 1 (2)");
     }

@@ -6,7 +6,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "capstan", version, about = "A container orchestrator that speaks the Kubernetes API")]
+#[command(
+    name = "capstan",
+    version,
+    about = "A container orchestrator that speaks the Kubernetes API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -13,8 +13,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let path = args.data_dir.join("kubeconfig");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} (has `capstan server` run there?)", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (has `capstan server` run there?)",
+            path.display()
+        )
+    })?;
     print!("{text}");
     Ok(())
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing capstan needs on Debian 12, as root. Idempotent: packages
+# already present are not fetched again, so CI and repeated runs stay fast.
+set -euo pipefail
+
+packages=()
+need() { # need <command> <debian package>
+    command -v "$1" >/dev/null 2>&1 || packages+=("$2")
+}
+need cc build-essential
+need curl curl
+need pkg-config pkg-config
+
+if [ ${#packages[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is missing: install the Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "kubectl is missing: the end-to-end tests drive the installed kubectl" >&2
+    exit 1
+fi
