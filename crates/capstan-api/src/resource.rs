@@ -25,6 +25,8 @@ pub enum Subresource {
     Scale,
     /// `binding` (pods only): sets `.spec.nodeName` once.
     Binding,
+    /// `finalize` (namespaces only): writes only `.spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -33,6 +35,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -41,6 +44,7 @@ impl Subresource {
             "status" => Some(Subresource::Status),
             "scale" => Some(Subresource::Scale),
             "binding" => Some(Subresource::Binding),
+            "finalize" => Some(Subresource::Finalize),
             _ => None,
         }
     }
@@ -50,6 +54,7 @@ impl Subresource {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding => &["create"],
+            Subresource::Finalize => &["update"],
         }
     }
 }
@@ -192,7 +197,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     },
     ResourceInfo {
         short_names: &["ns"],
-        subresources: STATUS,
+        subresources: &[Subresource::Status, Subresource::Finalize],
         resets_status_on_create: true,
         ..resource("", "v1", "Namespace", "namespaces", "namespace", false)
     },

@@ -15,6 +15,8 @@ pub enum ErrorType {
     NotSupported(Vec<String>),
     /// `Duplicate value`
     Duplicate,
+    /// `Not found`: a reference to something that does not exist.
+    NotFound,
     /// `Forbidden`
     Forbidden,
     /// `Too long`; carries the maximum length in bytes.
@@ -31,6 +33,7 @@ impl ErrorType {
             ErrorType::Invalid => "FieldValueInvalid",
             ErrorType::NotSupported(_) => "FieldValueNotSupported",
             ErrorType::Duplicate => "FieldValueDuplicate",
+            ErrorType::NotFound => "FieldValueNotFound",
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong(_) => "FieldValueTooLong",
             ErrorType::TooMany(_) => "FieldValueTooMany",
@@ -88,6 +91,15 @@ impl FieldError {
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
         FieldError {
             error_type: ErrorType::Duplicate,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: String::new(),
+        }
+    }
+
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        FieldError {
+            error_type: ErrorType::NotFound,
             field: field.into(),
             value: Some(value.into()),
             detail: String::new(),
@@ -155,6 +167,7 @@ impl FieldError {
                 s
             }
             ErrorType::Duplicate => format!("Duplicate value: {}", value.unwrap_or_default()),
+            ErrorType::NotFound => format!("Not found: {}", value.unwrap_or_default()),
             ErrorType::TooLong(max) => format!("Too long: may not be more than {max} bytes"),
             ErrorType::TooMany(max) => match value {
                 Some(actual) => format!("Too many: {actual}: must have at most {max} items"),
@@ -174,10 +187,21 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// Values print as Go's `%#v` would for the JSON types: strings quoted, the rest as JSON.
+/// Values print as Go's `%#v` prints the Go value Kubernetes validated: strings quoted, maps
+/// of strings (labels, selectors) as `map[string]string{"k":"v"}` with sorted keys, the rest as
+/// JSON.
 fn render_value(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
+        Value::Object(map) if !map.is_empty() && map.values().all(Value::is_string) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
+                .collect();
+            format!("map[string]string{{{}}}", inner.join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -278,6 +302,18 @@ mod tests {
                     "pod updates may not change fields other than `spec.containers[*].image`",
                 ),
                 "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`",
+            ),
+            (
+                FieldError::not_found("spec.containers[0].volumeMounts[0].name", "data"),
+                "spec.containers[0].volumeMounts[0].name: Not found: \"data\"",
+            ),
+            (
+                FieldError::invalid(
+                    "spec.template.metadata.labels",
+                    serde_json::json!({"b": "2", "a": "1"}),
+                    "`selector` does not match template `labels`",
+                ),
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"a\":\"1\", \"b\":\"2\"}: `selector` does not match template `labels`",
             ),
             (
                 FieldError::too_long("metadata.labels", 63),
