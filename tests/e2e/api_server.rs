@@ -482,8 +482,9 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     let out = cluster.kubectl_stdin_output(&["create", "-f", "-"], invalid);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    // kubectl rewrites a 422 with causes as one bullet per field error.
     assert!(
-        stderr.contains("Deployment.apps \"Bad_Name\" is invalid"),
+        stderr.contains("The Deployment \"Bad_Name\" is invalid"),
         "{stderr}"
     );
     assert!(
@@ -548,8 +549,40 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         ],
         "/api/v1/namespaces/default/configmaps",
     );
+    // A ConfigMap's data is limited to 1 MiB by validation, as in Kubernetes.
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("Too long"), "{body}");
+    // Any other object over 1.5 MiB is refused by the store limit.
+    let huge_template = cluster.write_file(
+        "template.json",
+        &format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"PodTemplate\",\"metadata\":{{\"name\":\"huge\"}},\"template\":{{\"spec\":{{\"containers\":[{{\"name\":\"c\",\"image\":\"i\",\"args\":[\"{}\"]}}]}}}}}}",
+            "a".repeat(2 * 1024 * 1024)
+        ),
+    );
+    let (code, body) = cluster.curl(
+        true,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", path_str(&huge_template)),
+        ],
+        "/api/v1/namespaces/default/podtemplates",
+    );
     assert_eq!(code, 413, "{body}");
-    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(
+        !cluster
+            .kubectl_output(&["get", "podtemplate", "huge"])
+            .status
+            .success()
+    );
+    let nested = cluster.write_file(
+        "nested.json",
+        &format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+    );
     let (code, _) = cluster.curl(
         true,
         &[
@@ -558,7 +591,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
             "-H",
             "Content-Type: application/json",
             "--data-binary",
-            &nested,
+            &format!("@{}", path_str(&nested)),
         ],
         "/api/v1/namespaces/default/configmaps",
     );

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use capstan_api::object;
-use capstan_api::resource::{self, RESOURCES};
+use capstan_api::resource::{self, RESOURCES, Subresource};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -36,7 +36,7 @@ pub async fn pass(registry: &Registry) -> Result<(), ApiError> {
                     namespaces,
                     None,
                     &name,
-                    None,
+                    Some(Subresource::Finalize),
                     WriteOptions::default(),
                     |current| {
                         let mut next = current.clone();

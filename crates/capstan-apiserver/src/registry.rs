@@ -487,7 +487,7 @@ impl Registry {
             defaults::apply_defaults(resource, &mut object);
             let errors = if matches!(
                 subresource,
-                Some(Subresource::Status | Subresource::Binding)
+                Some(Subresource::Status | Subresource::Binding | Subresource::Finalize)
             ) {
                 Vec::new()
             } else {
@@ -779,6 +779,15 @@ fn prepare_for_update(
         // The binding handler built the whole new pod from the stored one.
         return Ok(proposed);
     }
+    if subresource == Some(Subresource::Finalize) {
+        let mut out = current.clone();
+        let finalizers = proposed
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
+        object::object_field_mut(&mut out, "spec").insert("finalizers".into(), finalizers);
+        return Ok(out);
+    }
     if subresource == Some(Subresource::Status) {
         let mut out = current.clone();
         let status = proposed.get("status").cloned().unwrap_or(Value::Null);
@@ -837,6 +846,15 @@ fn prepare_for_update(
                 )],
             });
         }
+    }
+    // A namespace's finalizers change only through `finalize`.
+    if resource.kind == "Namespace" {
+        let finalizers = current.pointer("/spec/finalizers").cloned();
+        let spec = object::object_field_mut(&mut out, "spec");
+        match finalizers {
+            Some(f) => spec.insert("finalizers".into(), f),
+            None => spec.remove("finalizers"),
+        };
     }
     if resource.has_status() {
         let status = current.get("status").cloned();

@@ -112,7 +112,8 @@ fn route_group_version(
                 version: version.to_string(),
             });
         }
-        // `/namespaces/<ns>/<resource>…`, but `/namespaces/<name>[/status]` is a namespace.
+        // `/namespaces/<ns>/<resource>…`, but `/namespaces/<name>[/status|finalize]` is a
+        // namespace.
         ["namespaces", ns, plural, tail @ ..]
             if !(group.is_empty() && matches!(*plural, "status" | "finalize")) =>
         {
@@ -132,7 +133,6 @@ fn route_group_version(
     }
     let subresource = match subresource {
         None => None,
-        Some("finalize") if resource.kind == "Namespace" => Some(Subresource::Status),
         Some(s) => Some(
             Subresource::from_path(s)
                 .filter(|s| resource.has_subresource(*s))

@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Request, Response};
@@ -160,24 +161,9 @@ async fn handle(
     let accept = header(ACCEPT).unwrap_or_default();
     let content_type = header(CONTENT_TYPE);
     let method = request.method().clone();
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return respond_error(&ApiError::TooLarge(format!(
-                "the request body is too large: the limit is {MAX_BODY_BYTES} bytes"
-            )));
-        }
-        Err(e) => {
-            return respond_error(&ApiError::BadRequest(format!(
-                "reading the request body: {e}"
-            )));
-        }
+    let body = match read_body(request.into_body()).await {
+        Ok(body) => body,
+        Err(error) => return respond_error(&error),
     };
     tracing::debug!(%peer, user = %user.name, %method, %path, "request");
     let api_request = ApiRequest {
@@ -190,6 +176,36 @@ async fn handle(
         user,
     };
     isolate_panics(handler.handle(api_request)).await
+}
+
+/// Past the limit, this much more of an oversized body is read and dropped, so that the client
+/// finishes sending and reads the 413 (an HTTP/2 stream reset mid-upload reads as a transport
+/// error to clients such as curl); beyond it the connection is cut.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a request body of at most `MAX_BODY_BYTES`.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= MAX_BODY_BYTES {
+            collected.extend_from_slice(&data);
+        } else if seen > MAX_BODY_BYTES + MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "the request body is too large: the limit is {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(Bytes::from(collected))
 }
 
 /// Runs a handler so that a panic in it answers 500 and leaves the server serving everyone else.
