@@ -523,32 +523,10 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("\"kind\":\"Status\""), "{body}");
     let big = cluster.write_file("big.json", &format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(4 * 1024 * 1024)));
-    let (code, _) = cluster.curl(
-        true,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &format!("@{}", path_str(&big)),
-        ],
-        "/api/v1/namespaces/default/configmaps",
-    );
+    let (code, _) = cluster.post_file(&big, "/api/v1/namespaces/default/configmaps");
     assert_eq!(code, 413);
     let large = cluster.write_file("large.json", &format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"large\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(2 * 1024 * 1024)));
-    let (code, body) = cluster.curl(
-        true,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &format!("@{}", path_str(&large)),
-        ],
-        "/api/v1/namespaces/default/configmaps",
-    );
+    let (code, body) = cluster.post_file(&large, "/api/v1/namespaces/default/configmaps");
     // A ConfigMap's data is limited to 1 MiB by validation, as in Kubernetes.
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("Too long"), "{body}");
@@ -560,18 +538,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
             "a".repeat(2 * 1024 * 1024)
         ),
     );
-    let (code, body) = cluster.curl(
-        true,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &format!("@{}", path_str(&huge_template)),
-        ],
-        "/api/v1/namespaces/default/podtemplates",
-    );
+    let (code, body) = cluster.post_file(&huge_template, "/api/v1/namespaces/default/podtemplates");
     assert_eq!(code, 413, "{body}");
     assert!(
         !cluster
@@ -583,18 +550,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         "nested.json",
         &format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
     );
-    let (code, _) = cluster.curl(
-        true,
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &format!("@{}", path_str(&nested)),
-        ],
-        "/api/v1/namespaces/default/configmaps",
-    );
+    let (code, _) = cluster.post_file(&nested, "/api/v1/namespaces/default/configmaps");
     assert_eq!(code, 400);
 
     let (code, body) = cluster.curl(false, &[], "/api/v1/namespaces");

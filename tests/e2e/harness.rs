@@ -162,6 +162,20 @@ impl Cluster {
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
+    /// POSTs the JSON in `file` to `path` as the admin.
+    pub fn post_file(&self, file: &Path, path: &str) -> (u16, String) {
+        let data = format!("@{}", path_str(file));
+        let extra = [
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &data,
+        ];
+        self.curl(true, &extra, path)
+    }
+
     pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).unwrap();

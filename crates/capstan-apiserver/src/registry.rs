@@ -420,11 +420,7 @@ impl Registry {
         self.check_namespace_open(resource, namespace, &name)?;
         let bytes = encode_for_store(&object)?;
         if options.dry_run {
-            return Ok(Written {
-                object: crate::conversion::to_version(resource, object),
-                created: true,
-                warnings,
-            });
+            return Ok(written(resource, object, true, warnings));
         }
         let key = resource.storage_key(namespace, &name);
         let kv = match self.blocking(move |s| s.create(&key, bytes)).await? {
@@ -438,16 +434,8 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         };
-        object::set_meta(
-            &mut object,
-            "resourceVersion",
-            json!(kv.mod_revision.to_string()),
-        );
-        Ok(Written {
-            object: crate::conversion::to_version(resource, object),
-            created: true,
-            warnings,
-        })
+        set_resource_version(&mut object, &kv);
+        Ok(written(resource, object, true, warnings))
     }
 
     /// Read-modify-write of one object, retried when another writer got there first unless the
@@ -497,77 +485,33 @@ impl Registry {
                 return Err(invalid(resource, name, errors));
             }
             if without_resource_version(&object) == without_resource_version(&current) {
-                return Ok(Written {
-                    object: crate::conversion::to_version(resource, current),
-                    created: false,
-                    warnings,
-                });
+                return Ok(written(resource, current, false, warnings));
             }
             // The last finalizer of an object being deleted is gone: delete it for real.
-            if object::is_terminating(&object) && !holds_deletion(resource, &object) {
-                if options.dry_run {
-                    return Ok(Written {
-                        object: crate::conversion::to_version(resource, object),
-                        created: false,
-                        warnings,
-                    });
-                }
-                let key = key.clone();
-                let expected = current_kv.mod_revision;
-                match self
-                    .blocking(move |s| s.delete(&key, Some(expected)))
-                    .await?
-                {
-                    Ok(kv) => {
-                        object::set_meta(
-                            &mut object,
-                            "resourceVersion",
-                            json!(kv.mod_revision.to_string()),
-                        );
-                        return Ok(Written {
-                            object: crate::conversion::to_version(resource, object),
-                            created: false,
-                            warnings,
-                        });
-                    }
-                    Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
-                    Err(StoreError::Conflict { .. }) => {
-                        return Err(conflict(resource, name, MODIFIED));
-                    }
-                    Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            let bytes = encode_for_store(&object)?;
+            let finishes_deletion =
+                object::is_terminating(&object) && !holds_deletion(resource, &object);
+            let bytes = if finishes_deletion {
+                None
+            } else {
+                Some(encode_for_store(&object)?)
+            };
             if options.dry_run {
-                return Ok(Written {
-                    object: crate::conversion::to_version(resource, object),
-                    created: false,
-                    warnings,
-                });
+                return Ok(written(resource, object, false, warnings));
             }
             let write_key = key.clone();
             let expected = current_kv.mod_revision;
-            match self
-                .blocking(move |s| s.update(&write_key, bytes, expected))
-                .await?
-            {
-                Ok(kv) => {
-                    object::set_meta(
-                        &mut object,
-                        "resourceVersion",
-                        json!(kv.mod_revision.to_string()),
-                    );
-                    return Ok(Written {
-                        object: crate::conversion::to_version(resource, object),
-                        created: false,
-                        warnings,
-                    });
+            let result = self
+                .blocking(move |s| match bytes {
+                    Some(bytes) => s.update(&write_key, bytes, expected),
+                    None => s.delete(&write_key, Some(expected)),
+                })
+                .await?;
+            match settle(resource, name, pinned.is_some(), result)? {
+                Some(kv) => {
+                    set_resource_version(&mut object, &kv);
+                    return Ok(written(resource, object, false, warnings));
                 }
-                Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
-                Err(StoreError::Conflict { .. }) => return Err(conflict(resource, name, MODIFIED)),
-                Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
-                Err(e) => return Err(e.into()),
+                None => continue,
             }
         }
     }
@@ -643,21 +587,15 @@ impl Registry {
                 let bytes = encode_for_store(&marked)?;
                 let write_key = key.clone();
                 let expected = kv.mod_revision;
-                match self
+                let result = self
                     .blocking(move |s| s.update(&write_key, bytes, expected))
-                    .await?
-                {
-                    Ok(kv) => {
-                        object::set_meta(
-                            &mut marked,
-                            "resourceVersion",
-                            json!(kv.mod_revision.to_string()),
-                        );
+                    .await?;
+                match settle(resource, name, false, result)? {
+                    Some(kv) => {
+                        set_resource_version(&mut marked, &kv);
                         return Ok((crate::conversion::to_version(resource, marked), false));
                     }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
-                    Err(e) => return Err(e.into()),
+                    None => continue,
                 }
             }
             if options.dry_run {
@@ -665,19 +603,15 @@ impl Registry {
             }
             let delete_key = key.clone();
             let expected = kv.mod_revision;
-            match self
+            let result = self
                 .blocking(move |s| s.delete(&delete_key, Some(expected)))
-                .await?
-            {
-                Ok(deleted) => {
-                    return Ok((
-                        crate::conversion::to_version(resource, decode_stored(&deleted)?),
-                        true,
-                    ));
+                .await?;
+            match settle(resource, name, false, result)? {
+                Some(deleted) => {
+                    let object = decode_stored(&deleted)?;
+                    return Ok((crate::conversion::to_version(resource, object), true));
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => return Err(not_found(resource, name)),
-                Err(e) => return Err(e.into()),
+                None => continue,
             }
         }
     }
@@ -726,6 +660,46 @@ impl Registry {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// What a compare-and-swap write's result means inside a read-modify-write loop: the written
+/// key, or `None` to read again and retry because another writer got there first and the
+/// caller did not pin a resourceVersion (a pinned one answers 409 instead).
+fn settle(
+    resource: &ResourceInfo,
+    name: &str,
+    pinned: bool,
+    result: Result<KeyValue, StoreError>,
+) -> Result<Option<KeyValue>, ApiError> {
+    match result {
+        Ok(kv) => Ok(Some(kv)),
+        Err(StoreError::Conflict { .. }) if !pinned => Ok(None),
+        Err(StoreError::Conflict { .. }) => Err(conflict(resource, name, MODIFIED)),
+        Err(StoreError::NotFound { .. }) => Err(not_found(resource, name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn set_resource_version(object: &mut Value, kv: &KeyValue) {
+    object::set_meta(
+        object,
+        "resourceVersion",
+        json!(kv.mod_revision.to_string()),
+    );
+}
+
+/// A write's result, in the version the client used.
+fn written(
+    resource: &ResourceInfo,
+    object: Value,
+    created: bool,
+    warnings: Vec<String>,
+) -> Written {
+    Written {
+        object: crate::conversion::to_version(resource, object),
+        created,
+        warnings,
     }
 }
 
