@@ -574,3 +574,46 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     assert_eq!(code, 200);
     assert!(body.contains("\"minor\":\"33\""), "{body}");
 }
+
+#[test]
+fn pod_binding_and_logs_follow_kubernetes() {
+    let cluster = Cluster::start();
+    cluster.kubectl_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
+    );
+    let rows = lines(&cluster.kubectl(&["get", "pod", "p"]));
+    assert_eq!(rows[1][..4], ["p", "0/1", "Pending", "0"]);
+    // A pod on no node has an empty log; a wrong container name is refused.
+    assert_eq!(cluster.kubectl(&["logs", "p"]), "");
+    let wrong = cluster.kubectl_output(&["logs", "p", "-c", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("container nope is not valid for pod p")
+    );
+
+    let binding = cluster.write_file(
+        "binding.json",
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}"#,
+    );
+    let (code, body) = cluster.post_file(&binding, "/api/v1/namespaces/default/pods/p/binding");
+    assert_eq!(code, 201, "{body}");
+    let node = cluster.kubectl(&[
+        "get",
+        "pod",
+        "p",
+        "-o",
+        "jsonpath={.spec.nodeName} {.status.conditions[0].type}",
+    ]);
+    assert_eq!(node, "n1 PodScheduled");
+    let (code, body) = cluster.post_file(&binding, "/api/v1/namespaces/default/bindings");
+    assert_eq!(code, 409, "a bound pod is not bound again: {body}");
+    let nodes = cluster.kubectl(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.nodeName=n1",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(nodes.trim(), "pod/p");
+}

@@ -27,6 +27,8 @@ pub enum Subresource {
     Binding,
     /// `finalize` (namespaces only): writes only `.spec.finalizers`.
     Finalize,
+    /// `log` (pods only): a container's log, served by the pod's node.
+    Log,
 }
 
 impl Subresource {
@@ -36,6 +38,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
+            Subresource::Log => "log",
         }
     }
 
@@ -45,6 +48,7 @@ impl Subresource {
             "scale" => Some(Subresource::Scale),
             "binding" => Some(Subresource::Binding),
             "finalize" => Some(Subresource::Finalize),
+            "log" => Some(Subresource::Log),
             _ => None,
         }
     }
@@ -55,6 +59,7 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding => &["create"],
             Subresource::Finalize => &["update"],
+            Subresource::Log => &["get"],
         }
     }
 }
@@ -235,7 +240,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ResourceInfo {
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Subresource::Status, Subresource::Binding],
+        subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
         resets_status_on_create: true,
         ..resource("", "v1", "Pod", "pods", "pod", true)
     },

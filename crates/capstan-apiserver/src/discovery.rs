@@ -105,9 +105,9 @@ fn subresource_kind(
     sub: resource::Subresource,
 ) -> (&'static str, &'static str, &'static str) {
     match sub {
-        resource::Subresource::Status | resource::Subresource::Finalize => {
-            (r.group, r.version, r.kind)
-        }
+        resource::Subresource::Status
+        | resource::Subresource::Finalize
+        | resource::Subresource::Log => (r.group, r.version, r.kind),
         resource::Subresource::Scale => ("autoscaling", "v1", "Scale"),
         resource::Subresource::Binding => ("", "v1", "Binding"),
     }

@@ -72,6 +72,9 @@ pub enum ApiError {
     /// 415: the body's media type is not supported.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 503: what the request needs is not running (a node's agent); retrying later may help.
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// 500: a bug or a storage failure; a retry may help for storage failures.
     #[error("{0}")]
     Internal(String),
@@ -102,6 +105,7 @@ impl ApiError {
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,6 +124,7 @@ impl ApiError {
             ApiError::Expired(_) => "Expired",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
     }

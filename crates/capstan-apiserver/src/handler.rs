@@ -281,6 +281,10 @@ impl Handler {
         let name = r.name.as_deref().unwrap_or_default();
         let query = &request.query;
         match (r.verb, r.subresource) {
+            (Verb::Get, Some(Subresource::Log)) => {
+                let pod = self.registry.get(resource, namespace, name)?;
+                pod_log(&pod, name, query)
+            }
             (Verb::Get, Some(Subresource::Scale)) => {
                 let object = self.registry.get(resource, namespace, name)?;
                 Ok(ok_json(&scale_of(resource, &object)?))
@@ -482,10 +486,12 @@ impl Handler {
                 Ok((pod, Vec::new()))
             })
             .await?;
+        let mut status = success_status(json!({}));
+        status["code"] = json!(201);
         Ok(json_response(
             StatusCode::CREATED,
             "application/json",
-            &success_status(json!({})),
+            &status,
         ))
     }
 
@@ -626,6 +632,66 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
             .map(str::to_string);
     }
     Ok(options)
+}
+
+/// `pods/<name>/log`. The container is checked as Kubernetes checks it; a pod not yet on a node
+/// has an empty log (as kube-apiserver answers); a pod on a node needs that node's agent.
+fn pod_log(pod: &Value, name: &str, query: &Query) -> Result<Response<Body>, ApiError> {
+    let names = |list: &str| -> Vec<String> {
+        pod.pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers = names("containers");
+    let init_containers = names("initContainers");
+    let ephemeral = names("ephemeralContainers");
+    let container = match query.get("container") {
+        Some(c)
+            if containers
+                .iter()
+                .chain(&init_containers)
+                .chain(&ephemeral)
+                .any(|n| n == c) =>
+        {
+            c.to_string()
+        }
+        Some(c) => {
+            return Err(ApiError::BadRequest(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            let mut message = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            );
+            if !init_containers.is_empty() {
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init_containers.join(" ")
+                ));
+            }
+            return Err(ApiError::BadRequest(message));
+        }
+    };
+    match object::str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) {
+        None => {
+            let mut response = Response::new(full(Bytes::new()));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            Ok(response)
+        }
+        Some(node) => Err(ApiError::ServiceUnavailable(format!(
+            "the log of container {container} in pod {name} is on node {node}, and no capstan agent serves that node yet"
+        ))),
+    }
 }
 
 /// The autoscaling/v1 `Scale` of an object with `spec.replicas`.
