@@ -617,3 +617,70 @@ fn pod_binding_and_logs_follow_kubernetes() {
     ]);
     assert_eq!(nodes.trim(), "pod/p");
 }
+
+#[test]
+fn raw_watches_replay_time_out_bookmark_and_expire_after_compaction() {
+    let cluster = Cluster::start_with(&["--compaction-interval", "1"]);
+    let cm = |name: &str| {
+        cluster.write_file(
+            &format!("{name}.json"),
+            &format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}}}}"#),
+        )
+    };
+    let (code, created) = cluster.post_file(&cm("first"), "/api/v1/namespaces/default/configmaps");
+    assert_eq!(code, 201);
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let rv: i64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    cluster.post_file(&cm("second"), "/api/v1/namespaces/default/configmaps");
+
+    // Replay from a resourceVersion, then the stream ends at timeoutSeconds.
+    let (code, body) = cluster.curl(
+        true,
+        &["--max-time", "10"],
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+        ),
+    );
+    assert_eq!(code, 200);
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "second");
+
+    // sendInitialEvents: the current state, then a bookmark that marks its end.
+    let (_, body) = cluster.curl(
+        true,
+        &["--max-time", "10"],
+        "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+    );
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types[..3], ["ADDED", "ADDED", "BOOKMARK"], "{body}");
+    assert_eq!(
+        events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // After two compactions the first revision is gone: 410 Gone.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    cluster.post_file(&cm("third"), "/api/v1/namespaces/default/configmaps");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (code, body) = cluster.curl(
+        true,
+        &["--max-time", "10"],
+        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"),
+    );
+    assert_eq!(code, 410, "{body}");
+    assert!(body.contains("too old resource version"), "{body}");
+    assert!(body.contains("\"reason\":\"Expired\""), "{body}");
+}

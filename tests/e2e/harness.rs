@@ -12,6 +12,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     server: Option<Child>,
+    /// Extra `capstan server` flags, kept for restarts.
+    server_args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -24,6 +26,11 @@ fn free_port() -> u16 {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// Starts a cluster whose server also gets `server_args`.
+    pub fn start_with(server_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("capstan-e2e-")
             .tempdir()
@@ -33,6 +40,7 @@ impl Cluster {
             dir,
             port: free_port(),
             server: None,
+            server_args: server_args.iter().map(|s| s.to_string()).collect(),
         };
         cluster.start_server();
         cluster
@@ -51,6 +59,7 @@ impl Cluster {
             .args(["server", "--data-dir"])
             .arg(self.data_dir())
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.server_args)
             .env("CAPSTAN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
