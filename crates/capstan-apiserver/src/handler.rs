@@ -843,6 +843,21 @@ mod tests {
     }
 
     #[test]
+    fn hostile_yaml_is_refused_not_expanded() {
+        let deep = format!("a: {}{}", "[".repeat(50_000), "]".repeat(50_000));
+        let err = decode_body(Some("application/yaml"), deep.as_bytes()).unwrap_err();
+        assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
+        // Nine levels of nine-fold aliases would expand to 387 million nodes.
+        let mut laughs = String::from("x0: &a0 [l,l,l,l,l,l,l,l,l]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(",");
+            laughs.push_str(&format!("x{i}: &a{i} [{refs}]\n"));
+        }
+        let err = decode_body(Some("application/yaml"), laughs.as_bytes()).unwrap_err();
+        assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
     fn bodies_decode_as_json_or_yaml_and_other_types_are_refused() {
         assert_eq!(decode_body(None, br#"{"a":1}"#).unwrap(), json!({"a": 1}));
         assert_eq!(
