@@ -445,11 +445,8 @@ mod tests {
     use super::*;
     use crate::defaults::apply_defaults;
     use crate::resource::find;
+    use crate::validation::messages;
     use serde_json::json;
-
-    fn messages(errors: Vec<FieldError>) -> Vec<String> {
-        errors.iter().map(ToString::to_string).collect()
-    }
 
     fn pod_template(restart_policy: &str) -> Value {
         json!({"metadata": {"labels": {"app": "batch"}}, "spec": {"restartPolicy": restart_policy, "containers": [{"name": "c", "image": "busybox"}]}})

@@ -200,11 +200,8 @@ pub fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<FieldError> 
 mod tests {
     use super::*;
     use crate::resource::find;
+    use crate::validation::messages;
     use serde_json::json;
-
-    fn messages(errors: Vec<FieldError>) -> Vec<String> {
-        errors.iter().map(ToString::to_string).collect()
-    }
 
     #[test]
     fn name_or_generate_name_is_required() {

@@ -166,6 +166,12 @@ pub(crate) fn immutable(new: &Value, old: &Value, key: &str, path: &FieldPath) -
 /// Kubernetes reports a name that refers to nothing as `Not found: "x"`. The shared
 /// `FieldError` has no not-found kind yet, so this is worded as the closest `Invalid` until it
 /// gains one; callers use this helper so that the switch is one line.
+/// The errors as Kubernetes prints them, for tests' expectations.
+#[cfg(test)]
+pub(crate) fn messages(errors: Vec<FieldError>) -> Vec<String> {
+    errors.iter().map(ToString::to_string).collect()
+}
+
 pub(crate) fn not_found(path: FieldPath, value: &str) -> FieldError {
     FieldError::not_found(path, value)
 }

@@ -1584,16 +1584,13 @@ mod tests {
     use super::*;
     use crate::defaults::apply_defaults;
     use crate::resource::find;
+    use crate::validation::messages;
     use serde_json::json;
 
     fn pod(spec: Value) -> Value {
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": spec});
         apply_defaults(find("", "v1", "pods").unwrap(), &mut pod);
         pod
-    }
-
-    fn messages(errors: Vec<FieldError>) -> Vec<String> {
-        errors.iter().map(ToString::to_string).collect()
     }
 
     #[test]

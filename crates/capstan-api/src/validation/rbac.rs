@@ -184,11 +184,8 @@ fn validate_subject(subject: &Value, namespaced: bool, path: &FieldPath) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::messages;
     use serde_json::json;
-
-    fn messages(errors: Vec<FieldError>) -> Vec<String> {
-        errors.iter().map(ToString::to_string).collect()
-    }
 
     #[test]
     fn rules_need_verbs_groups_and_resources() {

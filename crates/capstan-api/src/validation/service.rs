@@ -205,33 +205,10 @@ fn validate_service_port(
     names: &mut HashSet<String>,
     path: &FieldPath,
 ) -> Vec<FieldError> {
-    let mut errors = Vec::new();
+    let mut errors = validate_port_basics(port, require_name, path);
     let name = str_or_empty(port, "name");
-    if require_name && name.is_empty() {
-        errors.push(FieldError::required(path.child("name"), ""));
-    } else if !name.is_empty() {
-        errors.extend(invalid_each(
-            &path.child("name"),
-            name,
-            is_dns1123_label(name),
-        ));
-        if !names.insert(name.to_string()) {
-            errors.push(FieldError::duplicate(path.child("name"), name));
-        }
-    }
-    let number = int_field(port, "port").unwrap_or(0);
-    for msg in is_valid_port_num(number) {
-        errors.push(FieldError::invalid(path.child("port"), number, msg));
-    }
-    let protocol = str_or_empty(port, "protocol");
-    if protocol.is_empty() {
-        errors.push(FieldError::required(path.child("protocol"), ""));
-    } else if !PROTOCOLS.contains(&protocol) {
-        errors.push(FieldError::not_supported(
-            path.child("protocol"),
-            protocol,
-            PROTOCOLS,
-        ));
+    if !name.is_empty() && !names.insert(name.to_string()) {
+        errors.push(FieldError::duplicate(path.child("name"), name));
     }
     if let Some(target) = port.get("targetPort") {
         errors.extend(validate_port_num_or_name(target, &path.child("targetPort")));
@@ -440,7 +417,7 @@ pub(super) fn validate_endpoints(object: &Value) -> Vec<FieldError> {
         }
         let ports = array_field(subset, "ports");
         for (j, port) in ports.iter().enumerate() {
-            errors.extend(validate_endpoint_port(
+            errors.extend(validate_port_basics(
                 port,
                 ports.len() > 1,
                 &subset_path.child("ports").index(j),
@@ -450,7 +427,8 @@ pub(super) fn validate_endpoints(object: &Value) -> Vec<FieldError> {
     errors
 }
 
-fn validate_endpoint_port(port: &Value, require_name: bool, path: &FieldPath) -> Vec<FieldError> {
+/// The name, number and protocol checks that Service and Endpoints ports share.
+fn validate_port_basics(port: &Value, require_name: bool, path: &FieldPath) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let name = str_or_empty(port, "name");
     if require_name && name.is_empty() {
@@ -533,16 +511,13 @@ mod tests {
     use super::*;
     use crate::defaults::apply_defaults;
     use crate::resource::find;
+    use crate::validation::messages;
     use serde_json::json;
 
     fn service(spec: Value) -> Value {
         let mut s = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}, "spec": spec});
         apply_defaults(find("", "v1", "services").unwrap(), &mut s);
         s
-    }
-
-    fn messages(errors: Vec<FieldError>) -> Vec<String> {
-        errors.iter().map(ToString::to_string).collect()
     }
 
     #[test]

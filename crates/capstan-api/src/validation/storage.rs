@@ -314,11 +314,8 @@ pub(super) fn validate_storage_class(object: &Value, old: Option<&Value>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::messages;
     use serde_json::json;
-
-    fn messages(errors: Vec<FieldError>) -> Vec<String> {
-        errors.iter().map(ToString::to_string).collect()
-    }
 
     #[test]
     fn claims_need_access_modes_and_storage() {

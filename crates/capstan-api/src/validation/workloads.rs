@@ -382,16 +382,13 @@ mod tests {
     use super::*;
     use crate::defaults::apply_defaults;
     use crate::resource::find;
+    use crate::validation::messages;
     use serde_json::json;
 
     fn deployment(spec: Value) -> Value {
         let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"}, "spec": spec});
         apply_defaults(find("apps", "v1", "deployments").unwrap(), &mut d);
         d
-    }
-
-    fn messages(errors: Vec<FieldError>) -> Vec<String> {
-        errors.iter().map(ToString::to_string).collect()
     }
 
     fn template(labels: Value) -> Value {
