@@ -10,6 +10,8 @@ need() { # need <command> <debian package>
 need cc build-essential
 need curl curl
 need pkg-config pkg-config
+# The Python Kubernetes client, for the e2e test that drives capstan with it.
+/usr/bin/python3 -c "import kubernetes" 2>/dev/null || packages+=(python3-kubernetes)
 
 if [ ${#packages[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

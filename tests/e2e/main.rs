@@ -4,4 +4,5 @@
 mod harness;
 
 mod api_server;
+mod clients;
 mod durability;

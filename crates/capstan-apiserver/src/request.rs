@@ -201,8 +201,13 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
+    /// A boolean option, read as Go's `strconv.ParseBool` reads it (clients send `true`,
+    /// `True`, `1`…).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        matches!(
+            self.get(key),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 
     pub fn dry_run(&self) -> bool {
@@ -274,6 +279,13 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn boolean_options_read_as_go_reads_them() {
+        let query = Query::parse(Some("watch=True&a=1&b=false&c=yes"));
+        assert!(query.flag("watch") && query.flag("a"));
+        assert!(!query.flag("b") && !query.flag("c") && !query.flag("missing"));
     }
 
     #[test]
