@@ -8,6 +8,11 @@ use serde_json::{Map, Value, json};
 const HPA_V2: &str = "autoscaling/v2";
 const HPA_V1: &str = "autoscaling/v1";
 
+/// Does reading through `resource` convert objects from the storage version?
+pub fn converts(resource: &ResourceInfo) -> bool {
+    resource.kind == "HorizontalPodAutoscaler" && resource.version == "v1"
+}
+
 /// The object as the storage version holds it.
 pub fn to_storage(resource: &ResourceInfo, object: Value) -> Value {
     if resource.kind == "HorizontalPodAutoscaler" && object["apiVersion"] == HPA_V1 {

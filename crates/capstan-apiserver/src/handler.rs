@@ -26,9 +26,12 @@ use crate::registry::{
     DeleteOptions, FieldValidation, ListOptions, ListPage, Registry, WriteOptions, Written,
 };
 use crate::request::{Endpoint, Query, ResourceRequest, Verb, route};
-use crate::watch::{DEFAULT_TIMEOUT, ResourceWatch, WatchOptions};
+use crate::watch::{DEFAULT_TIMEOUT, ResourceWatch, WatchEvent, WatchOptions};
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Most events sent in one frame when a watcher has a backlog.
+const WATCH_BATCH: usize = 256;
 
 const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
@@ -401,23 +404,47 @@ impl Handler {
         };
         let watch =
             ResourceWatch::start(&self.registry, resource, r.namespace.as_deref(), options)?;
-        let stream = futures_util::stream::unfold(watch, move |mut watch| async move {
-            let event = watch.next().await?;
-            let object = match (rendering, event.event_type) {
-                (_, "BOOKMARK") => event.object,
-                (Rendering::Table, _) => table_of(
+        let render = move |event: &WatchEvent| -> Bytes {
+            let rendered = match (rendering, event.event_type) {
+                (_, "BOOKMARK") | (Rendering::Object, _) => None,
+                (Rendering::Table, _) => Some(table_of(
                     resource,
-                    std::slice::from_ref(&event.object),
+                    std::slice::from_ref(event.object()),
                     None,
                     &Query::default(),
-                ),
-                (Rendering::PartialObjectMetadata, _) => object::partial_metadata(&event.object),
-                (Rendering::Object, _) => event.object,
+                )),
+                (Rendering::PartialObjectMetadata, _) => {
+                    Some(object::partial_metadata(event.object()))
+                }
             };
-            let mut line = serde_json::to_vec(&json!({"type": event.event_type, "object": object}))
-                .unwrap_or_default();
-            line.push(b'\n');
-            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), watch))
+            match rendered {
+                // Plain JSON is encoded once per event for all watchers.
+                None => event.json_line(),
+                Some(object) => {
+                    let mut line =
+                        serde_json::to_vec(&json!({"type": event.event_type, "object": object}))
+                            .unwrap_or_default();
+                    line.push(b'\n');
+                    Bytes::from(line)
+                }
+            }
+        };
+        let stream = futures_util::stream::unfold(watch, move |mut watch| async move {
+            let first = render(&watch.next().await?);
+            // A backlog goes out as one frame: far fewer HTTP/2 frames and TLS records when a
+            // watcher falls behind a burst of writes. A lone event keeps its shared bytes.
+            let Some(second) = watch.try_next() else {
+                return Some((Ok::<_, Infallible>(Frame::data(first)), watch));
+            };
+            let mut chunk = first.to_vec();
+            chunk.extend_from_slice(&render(&second));
+            for _ in 0..WATCH_BATCH {
+                match watch.try_next() {
+                    Some(event) => chunk.extend_from_slice(&render(&event)),
+                    None => break,
+                }
+            }
+            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), watch))
         });
         let mut response = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
         let content_type = if rendering == Rendering::Table {

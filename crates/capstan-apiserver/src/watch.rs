@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use capstan_api::ResourceInfo;
 use capstan_api::object;
 use capstan_api::selector::{FieldSelector, LabelSelector};
@@ -36,10 +37,85 @@ pub struct WatchOptions {
 }
 
 /// One event to send: its type and object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct WatchEvent {
     pub event_type: &'static str,
-    pub object: Value,
+    object: EventObject,
+}
+
+#[derive(Debug, Clone)]
+enum EventObject {
+    /// Made for this watcher alone (initial events, bookmarks, converted versions).
+    Owned(Value),
+    /// Decoded once for every watcher of the same store event.
+    Shared(Arc<DecodedEvent>),
+}
+
+/// A store event decoded once for all its watchers, with its JSON lines encoded on first use.
+#[derive(Debug)]
+struct DecodedEvent {
+    /// The object after the change (for a delete: the last state, at the delete's revision).
+    object: Option<Value>,
+    prev: Option<Value>,
+    /// `{"type":…,"object":…}\n` for each event type, as plain JSON.
+    lines: [std::sync::OnceLock<Bytes>; 3],
+}
+
+const EVENT_TYPES: [&str; 3] = ["ADDED", "MODIFIED", "DELETED"];
+
+impl DecodedEvent {
+    fn new(event: &Event) -> Self {
+        let mut object = decode_stored(&event.kv).ok();
+        if event.event_type == EventType::Delete
+            && let Some(o) = object.as_mut()
+        {
+            object::set_meta(o, "resourceVersion", json!(event.revision.to_string()));
+        }
+        DecodedEvent {
+            object,
+            prev: event.prev.as_ref().and_then(|kv| decode_stored(kv).ok()),
+            lines: Default::default(),
+        }
+    }
+}
+
+fn encode_line(event_type: &str, object: &Value) -> Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+impl WatchEvent {
+    fn owned(event_type: &'static str, object: Value) -> Self {
+        WatchEvent {
+            event_type,
+            object: EventObject::Owned(object),
+        }
+    }
+
+    pub fn object(&self) -> &Value {
+        match &self.object {
+            EventObject::Owned(o) => o,
+            EventObject::Shared(d) => d.object.as_ref().unwrap_or(&Value::Null),
+        }
+    }
+
+    /// The event as one line of plain JSON. A shared event is encoded once per type for all
+    /// the watchers that send it.
+    pub fn json_line(&self) -> Bytes {
+        match &self.object {
+            EventObject::Owned(o) => encode_line(self.event_type, o),
+            EventObject::Shared(d) => {
+                match EVENT_TYPES.iter().position(|t| *t == self.event_type) {
+                    Some(i) => d.lines[i]
+                        .get_or_init(|| encode_line(self.event_type, self.object()))
+                        .clone(),
+                    None => encode_line(self.event_type, self.object()),
+                }
+            }
+        }
+    }
 }
 
 /// A running watch of one resource.
@@ -71,10 +147,10 @@ impl ResourceWatch {
                 for kv in &list.items {
                     let object = decode_stored(kv)?;
                     if matches(resource, &options, &object) {
-                        initial.push_back(WatchEvent {
-                            event_type: "ADDED",
-                            object: crate::conversion::to_version(resource, object),
-                        });
+                        initial.push_back(WatchEvent::owned(
+                            "ADDED",
+                            crate::conversion::to_version(resource, object),
+                        ));
                     }
                 }
                 if options.send_initial_events && options.allow_bookmarks {
@@ -120,19 +196,32 @@ impl ResourceWatch {
         }
     }
 
+    /// The next event if one is ready now, without waiting (to batch a backlog into one write).
+    pub fn try_next(&mut self) -> Option<WatchEvent> {
+        if let Some(event) = self.initial.pop_front() {
+            return Some(event);
+        }
+        while let Some(event) = self.watch.try_next() {
+            self.last_revision = event.revision;
+            if let Some(out) = self.classify(&event) {
+                return Some(out);
+            }
+        }
+        None
+    }
+
     /// The event a client filtering with this watch's selectors sees for `event`, if any.
     fn classify(&self, event: &Arc<Event>) -> Option<WatchEvent> {
-        let decode = |kv| decode_stored(kv).ok();
-        let prev_matched = event
+        let decoded = event.derived.get_or_init(|| DecodedEvent::new(event))?;
+        let object = decoded.object.as_ref()?;
+        let prev_matched = decoded
             .prev
             .as_ref()
-            .and_then(decode)
-            .is_some_and(|prev| matches(self.resource, &self.options, &prev));
-        let mut object = decode(&event.kv)?;
+            .is_some_and(|prev| matches(self.resource, &self.options, prev));
         let (event_type, now_matches) = match event.event_type {
             EventType::Delete => ("DELETED", false),
             EventType::Put => {
-                let m = matches(self.resource, &self.options, &object);
+                let m = matches(self.resource, &self.options, object);
                 (if prev_matched { "MODIFIED" } else { "ADDED" }, m)
             }
         };
@@ -141,16 +230,13 @@ impl ResourceWatch {
             (true, false) => "DELETED",
             (false, false) => return None,
         };
-        if event.event_type == EventType::Delete {
-            object::set_meta(
-                &mut object,
-                "resourceVersion",
-                json!(event.revision.to_string()),
-            );
+        if crate::conversion::converts(self.resource) {
+            let converted = crate::conversion::to_version(self.resource, object.clone());
+            return Some(WatchEvent::owned(event_type, converted));
         }
         Some(WatchEvent {
             event_type,
-            object: crate::conversion::to_version(self.resource, object),
+            object: EventObject::Shared(decoded),
         })
     }
 }
@@ -165,10 +251,10 @@ fn bookmark(resource: &ResourceInfo, revision: Revision, initial_events_end: boo
     if initial_events_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    WatchEvent {
-        event_type: "BOOKMARK",
-        object: json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata}),
-    }
+    WatchEvent::owned(
+        "BOOKMARK",
+        json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata}),
+    )
 }
 
 #[cfg(test)]
@@ -220,7 +306,7 @@ mod tests {
             ResourceWatch::start(&registry, cms, Some("default"), options("", None)).unwrap();
         let first = watch.next().await.unwrap();
         assert_eq!(
-            (first.event_type, &first.object["metadata"]["name"]),
+            (first.event_type, &first.object()["metadata"]["name"]),
             ("ADDED", &json!("a"))
         );
         registry
@@ -234,7 +320,7 @@ mod tests {
             .unwrap();
         let second = watch.next().await.unwrap();
         assert_eq!(
-            (second.event_type, &second.object["metadata"]["name"]),
+            (second.event_type, &second.object()["metadata"]["name"]),
             ("ADDED", &json!("b"))
         );
     }
@@ -291,6 +377,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn watchers_of_one_event_share_its_decoding_and_encoding() {
+        let registry = setup().await;
+        let cms = find("", "v1", "configmaps").unwrap();
+        let mut a =
+            ResourceWatch::start(&registry, cms, Some("default"), options("", Some(1))).unwrap();
+        let mut b = ResourceWatch::start(&registry, cms, None, options("", Some(1))).unwrap();
+        registry
+            .create(
+                cms,
+                Some("default"),
+                cm("a", "web"),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let (from_a, from_b) = (a.next().await.unwrap(), b.next().await.unwrap());
+        let (line_a, line_b) = (from_a.json_line(), from_b.json_line());
+        assert_eq!(line_a.as_ptr(), line_b.as_ptr(), "encoded once, shared");
+        let parsed: Value = serde_json::from_slice(&line_a).unwrap();
+        assert_eq!(parsed["type"], "ADDED");
+        assert_eq!(parsed["object"]["metadata"]["name"], "a");
+        assert!(line_a.ends_with(b"\n"));
+    }
+
+    #[tokio::test]
     async fn watch_from_a_compacted_version_is_expired() {
         let registry = setup().await;
         let cms = find("", "v1", "configmaps").unwrap();
@@ -320,7 +431,7 @@ mod tests {
         let mut watch = ResourceWatch::start(&registry, cms, Some("default"), opts).unwrap();
         let bookmark = watch.next().await.unwrap();
         assert_eq!(bookmark.event_type, "BOOKMARK");
-        assert_eq!(bookmark.object["metadata"]["resourceVersion"], "1");
+        assert_eq!(bookmark.object()["metadata"]["resourceVersion"], "1");
         assert!(watch.next().await.is_none());
     }
 }

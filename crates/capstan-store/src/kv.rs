@@ -116,6 +116,7 @@ impl<E: Engine> Store for KvStore<E> {
                     mod_revision: revision,
                 },
                 prev: None,
+                derived: Default::default(),
             })
         })?;
         Ok(event.kv)
@@ -142,6 +143,7 @@ impl<E: Engine> Store for KvStore<E> {
                     mod_revision: revision,
                 },
                 prev: Some(current),
+                derived: Default::default(),
             })
         })?;
         Ok(event.kv)
@@ -163,6 +165,7 @@ impl<E: Engine> Store for KvStore<E> {
                     ..current.clone()
                 },
                 prev: Some(current),
+                derived: Default::default(),
             })
         })?;
         Ok(event.kv)

@@ -51,6 +51,55 @@ pub struct Event {
     pub kv: KeyValue,
     /// The state before the change, when the key existed.
     pub prev: Option<KeyValue>,
+    /// What watchers derive from this event, computed once and shared by all of them.
+    pub derived: Derived,
+}
+
+/// A slot for data that consumers of an event derive from it (decoded objects, encoded
+/// lines): the first watcher to need it computes it, every other watcher of the same event
+/// reuses it, so fan-out to N watchers decodes once instead of N times. The store never reads
+/// it; it is not part of the event's value (clones start empty, and it never affects
+/// equality).
+#[derive(Default)]
+pub struct Derived(std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>);
+
+impl Derived {
+    /// The derived value, computing it with `init` if this is the first call. `None` if
+    /// another consumer stored a value of another type.
+    pub fn get_or_init<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<Arc<T>> {
+        self.0
+            .get_or_init(|| Arc::new(init()))
+            .clone()
+            .downcast::<T>()
+            .ok()
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Derived(set)"
+        } else {
+            "Derived(empty)"
+        })
+    }
 }
 
 /// One page of a prefix list.

@@ -32,6 +32,13 @@ impl Watch {
         self.live.recv().await
     }
 
+    /// The next event if one is ready now, without waiting.
+    pub fn try_next(&mut self) -> Option<Arc<Event>> {
+        self.replay
+            .pop_front()
+            .or_else(|| self.live.try_recv().ok())
+    }
+
     /// A watch fed by another engine's own watch machinery (etcd).
     pub fn from_channel(live: mpsc::Receiver<Arc<Event>>) -> Self {
         Watch {
