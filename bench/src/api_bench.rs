@@ -133,11 +133,15 @@ impl Api {
         let tls = tls_config(tls_dir)?;
         let clients = (0..connections)
             .map(|_| {
+                // Without TCP_NODELAY a lone request waits on delayed ACKs (tens of ms).
+                let mut http = HttpConnector::new();
+                http.set_nodelay(true);
+                http.enforce_http(false);
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls.clone())
                     .https_only()
                     .enable_http2()
-                    .build();
+                    .wrap_connector(http);
                 Client::builder(TokioExecutor::new())
                     .http2_only(true)
                     .build(connector)

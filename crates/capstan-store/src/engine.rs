@@ -19,9 +19,14 @@ pub enum Write<'a> {
     Delete(&'a str),
 }
 
-/// A sorted, durable map. `KvStore` serializes all writes, so `apply` is never concurrent with
-/// itself, but reads may run alongside a write.
+/// A sorted, durable map. `KvStore` applies all writes from one committer thread, in batches,
+/// so a batch is never concurrent with another; reads may run alongside a batch and see only
+/// committed data.
 pub trait Engine: Send + Sync + 'static {
+    type Batch<'a>: Batch
+    where
+        Self: 'a;
+
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
 
     /// Up to `limit` keys (0: all) under `prefix` after `start_after`, read from one snapshot
@@ -33,9 +38,21 @@ pub trait Engine: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Scan, StoreError>;
 
-    /// Applies `write` and records `revision` as the store's last, durably, in one transaction.
-    fn apply(&self, write: Write<'_>, revision: Revision) -> Result<(), StoreError>;
+    /// Starts a batch of writes that become durable together.
+    fn begin(&self) -> Result<Self::Batch<'_>, StoreError>;
 
-    /// The revision recorded by the last `apply` (0 for a new store).
+    /// The revision recorded by the last committed batch (0 for a new store).
     fn last_revision(&self) -> Result<Revision, StoreError>;
+}
+
+/// Writes that commit together: one transaction, one fsync.
+pub trait Batch {
+    /// The state of `key` including the writes applied earlier in this batch.
+    fn get(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Applies `write` and records `revision` as the store's last.
+    fn apply(&mut self, write: Write<'_>, revision: Revision) -> Result<(), StoreError>;
+
+    /// Makes every applied write durable; on error none of them is.
+    fn commit(self) -> Result<(), StoreError>;
 }

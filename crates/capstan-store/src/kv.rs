@@ -2,23 +2,41 @@
 //! over any [`Engine`].
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use crate::engine::{Engine, Write};
+use crate::engine::{Batch, Engine, Write};
 use crate::memory::MemoryEngine;
 use crate::redb_engine::RedbEngine;
 use crate::watch::{DEFAULT_HISTORY, WatchHub};
 use crate::{Event, EventType, KeyValue, ListResult, Revision, Store, StoreError, Watch};
 
-pub struct KvStore<E> {
+pub struct KvStore<E: Engine> {
+    shared: Arc<Shared<E>>,
+    /// Writes go to the committer thread, which applies whatever is waiting in one
+    /// transaction (group commit): one fsync serves many writers.
+    committer: Option<std::sync::mpsc::Sender<WriteRequest>>,
+    committer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared<E> {
     engine: E,
-    /// Held for the whole of a write, so that revisions are handed out, applied and published
-    /// in one order.
-    writer: Mutex<()>,
     revision: AtomicI64,
     hub: WatchHub,
 }
+
+/// Decides the event of one write from the key's current state and the revision it would
+/// get; an error refuses the write (and uses no revision).
+type Prepare = Box<dyn FnOnce(Option<KeyValue>, Revision) -> Result<Event, StoreError> + Send>;
+
+struct WriteRequest {
+    key: String,
+    prepare: Prepare,
+    reply: std::sync::mpsc::SyncSender<Result<Event, StoreError>>,
+}
+
+/// The most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
 
 impl KvStore<RedbEngine> {
     /// Opens the durable store file at `path`, creating it if missing.
@@ -36,35 +54,147 @@ impl KvStore<MemoryEngine> {
 
 impl<E: Engine> KvStore<E> {
     pub(crate) fn with_engine(engine: E) -> Result<Self, StoreError> {
+        Self::with_engine_and_history(engine, DEFAULT_HISTORY)
+    }
+
+    fn with_engine_and_history(engine: E, history: usize) -> Result<Self, StoreError> {
         let revision = engine.last_revision()?;
-        Ok(KvStore {
+        let shared = Arc::new(Shared {
             engine,
-            writer: Mutex::new(()),
             revision: AtomicI64::new(revision),
             // History is in memory: after a restart, watches start from the current revision.
-            hub: WatchHub::new(revision, DEFAULT_HISTORY),
+            hub: WatchHub::new(revision, history),
+        });
+        let (sender, receiver) = std::sync::mpsc::channel::<WriteRequest>();
+        let committer_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-committer".into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut requests = vec![first];
+                    while requests.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(request) => requests.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    committer_shared.commit(requests);
+                }
+            })
+            .map_err(|e| StoreError::Engine(format!("starting the store committer: {e}")))?;
+        Ok(KvStore {
+            shared,
+            committer: Some(sender),
+            committer_thread: Some(thread),
         })
     }
 
-    /// Applies one write at the next revision and publishes its event. `prepare` sees the
-    /// current state of `key` and the new revision, and says what to write.
+    /// Applies one write at the next revision, durably, and publishes its event. `prepare`
+    /// sees the current state of `key` (including writes committed in the same batch before
+    /// it) and the new revision, and says what to write.
     fn write(
         &self,
         key: &str,
-        prepare: impl FnOnce(Option<KeyValue>, Revision) -> Result<Event, StoreError>,
+        prepare: impl FnOnce(Option<KeyValue>, Revision) -> Result<Event, StoreError> + Send + 'static,
     ) -> Result<Event, StoreError> {
-        let _guard = self.writer.lock().expect("store writer lock");
-        let current = self.engine.get(key)?;
-        let revision = self.revision.load(Ordering::SeqCst) + 1;
-        let event = prepare(current, revision)?;
-        let write = match event.event_type {
-            EventType::Put => Write::Put(&event.kv),
-            EventType::Delete => Write::Delete(key),
+        let stopped = || StoreError::Engine("the store committer has stopped".into());
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let request = WriteRequest {
+            key: key.to_string(),
+            prepare: Box::new(prepare),
+            reply,
         };
-        self.engine.apply(write, revision)?;
-        self.revision.store(revision, Ordering::SeqCst);
-        self.hub.publish(event.clone());
-        Ok(event)
+        self.committer
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(request)
+            .map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+impl<E: Engine> Shared<E> {
+    /// Commits `requests` in one transaction; answers each once the batch is durable. Writes
+    /// refused by their own checks are answered at once and take no revision.
+    fn commit(&self, requests: Vec<WriteRequest>) {
+        let mut batch = match self.engine.begin() {
+            Ok(batch) => batch,
+            Err(e) => {
+                for request in requests {
+                    let _ = request.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let mut revision = self.revision.load(Ordering::SeqCst);
+        let mut applied = Vec::with_capacity(requests.len());
+        let mut failure = None;
+        for request in requests {
+            if failure.is_some() {
+                applied.push((None, request.reply));
+                continue;
+            }
+            let current = match batch.get(&request.key) {
+                Ok(current) => current,
+                Err(e) => {
+                    failure = Some(e);
+                    applied.push((None, request.reply));
+                    continue;
+                }
+            };
+            let event = match (request.prepare)(current, revision + 1) {
+                Ok(event) => event,
+                Err(refused) => {
+                    let _ = request.reply.send(Err(refused));
+                    continue;
+                }
+            };
+            let write = match event.event_type {
+                EventType::Put => Write::Put(&event.kv),
+                EventType::Delete => Write::Delete(&request.key),
+            };
+            if let Err(e) = batch.apply(write, revision + 1) {
+                failure = Some(e);
+                applied.push((None, request.reply));
+                continue;
+            }
+            revision += 1;
+            applied.push((Some(event), request.reply));
+        }
+        // An engine failure anywhere fails the whole batch: nothing in it was made durable.
+        let outcome = match failure {
+            Some(e) => Err(e),
+            None => batch.commit(),
+        };
+        match outcome {
+            Ok(()) => {
+                self.revision.store(revision, Ordering::SeqCst);
+                for (event, reply) in applied {
+                    let event = event.expect("a successful batch applied every write in it");
+                    // Published before it is acknowledged: a writer that watches from its own
+                    // write's revision right after the answer finds the event there.
+                    let answer = event.clone();
+                    self.hub.publish(event);
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in applied {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl<E: Engine> Drop for KvStore<E> {
+    fn drop(&mut self) {
+        // Closing the channel ends the committer once it has answered every write; joining
+        // it releases the engine (and the store file) before the drop returns.
+        self.committer.take();
+        if let Some(thread) = self.committer_thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -82,7 +212,7 @@ fn check_expected(key: &str, current: &KeyValue, expected: Revision) -> Result<(
 
 impl<E: Engine> Store for KvStore<E> {
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        self.engine.get(key)
+        self.shared.engine.get(key)
     }
 
     fn list(
@@ -91,7 +221,7 @@ impl<E: Engine> Store for KvStore<E> {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ListResult, StoreError> {
-        let scan = self.engine.scan(prefix, start_after, limit)?;
+        let scan = self.shared.engine.scan(prefix, start_after, limit)?;
         Ok(ListResult {
             items: scan.items,
             revision: scan.revision,
@@ -100,7 +230,9 @@ impl<E: Engine> Store for KvStore<E> {
     }
 
     fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
-        let event = self.write(key, |current, revision| {
+        let key_owned = key.to_string();
+        let event = self.write(key, move |current, revision| {
+            let key = key_owned.as_str();
             if current.is_some() {
                 return Err(StoreError::AlreadyExists {
                     key: key.to_string(),
@@ -128,7 +260,9 @@ impl<E: Engine> Store for KvStore<E> {
         value: Vec<u8>,
         expected: Revision,
     ) -> Result<KeyValue, StoreError> {
-        let event = self.write(key, |current, revision| {
+        let key_owned = key.to_string();
+        let event = self.write(key, move |current, revision| {
+            let key = key_owned.as_str();
             let current = current.ok_or_else(|| StoreError::NotFound {
                 key: key.to_string(),
             })?;
@@ -150,7 +284,9 @@ impl<E: Engine> Store for KvStore<E> {
     }
 
     fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
-        let event = self.write(key, |current, revision| {
+        let key_owned = key.to_string();
+        let event = self.write(key, move |current, revision| {
+            let key = key_owned.as_str();
             let current = current.ok_or_else(|| StoreError::NotFound {
                 key: key.to_string(),
             })?;
@@ -172,20 +308,20 @@ impl<E: Engine> Store for KvStore<E> {
     }
 
     fn revision(&self) -> Revision {
-        self.revision.load(Ordering::SeqCst)
+        self.shared.revision.load(Ordering::SeqCst)
     }
 
     fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.hub.compact(revision.min(self.revision()));
+        self.shared.hub.compact(revision.min(self.revision()));
         Ok(())
     }
 
     fn compacted_revision(&self) -> Revision {
-        self.hub.compacted()
+        self.shared.hub.compacted()
     }
 
     fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
-        self.hub.watch(prefix, after)
+        self.shared.hub.watch(prefix, after)
     }
 }
 
@@ -325,14 +461,57 @@ mod tests {
 
     #[test]
     fn history_beyond_its_bound_is_compacted() {
-        let hub_store = KvStore {
-            hub: WatchHub::new(0, 2),
-            ..KvStore::memory()
-        };
+        let hub_store = KvStore::with_engine_and_history(MemoryEngine::new(), 2).unwrap();
         for i in 0..5 {
             hub_store.create(&format!("/k{i}"), vec![]).unwrap();
         }
         assert_eq!(hub_store.compacted_revision(), 3);
+    }
+
+    #[test]
+    fn concurrent_writers_share_commits_and_keep_compare_and_swap() {
+        for (name, store, _dir) in stores() {
+            let store: Arc<dyn Store> = Arc::from(store);
+            let threads: Vec<_> = (0..16)
+                .map(|t| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        (0..50)
+                            .map(|i| {
+                                store
+                                    .create(&format!("/k/{t}/{i}"), vec![])
+                                    .unwrap()
+                                    .mod_revision
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut revisions: Vec<Revision> = threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect();
+            revisions.sort();
+            assert_eq!(
+                revisions,
+                (1..=800).collect::<Vec<_>>(),
+                "{name}: one revision per write"
+            );
+            // Racing updates from the same read: exactly one wins.
+            let base = store.create("/race", vec![]).unwrap().mod_revision;
+            let racers: Vec<_> = (0..16)
+                .map(|i| {
+                    let store = store.clone();
+                    std::thread::spawn(move || store.update("/race", vec![i], base).is_ok())
+                })
+                .collect();
+            let winners = racers
+                .into_iter()
+                .map(|r| r.join().unwrap())
+                .filter(|won| *won)
+                .count();
+            assert_eq!(winners, 1, "{name}");
+        }
     }
 
     #[test]

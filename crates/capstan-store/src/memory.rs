@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockWriteGuard};
 
-use crate::engine::{Engine, Scan, Write};
+use crate::engine::{Batch, Engine, Scan, Write};
 use crate::{KeyValue, Revision, StoreError};
 
 #[derive(Debug, Default)]
@@ -25,6 +25,8 @@ impl MemoryEngine {
 }
 
 impl Engine for MemoryEngine {
+    type Batch<'a> = MemoryBatch<'a>;
+
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         Ok(self
             .state
@@ -67,21 +69,37 @@ impl Engine for MemoryEngine {
         })
     }
 
-    fn apply(&self, write: Write<'_>, revision: Revision) -> Result<(), StoreError> {
-        let mut state = self.state.write().expect("memory store lock");
-        match write {
-            Write::Put(kv) => {
-                state.data.insert(kv.key.clone(), kv.clone());
-            }
-            Write::Delete(key) => {
-                state.data.remove(key);
-            }
-        }
-        state.revision = revision;
-        Ok(())
+    fn begin(&self) -> Result<MemoryBatch<'_>, StoreError> {
+        Ok(MemoryBatch(self.state.write().expect("memory store lock")))
     }
 
     fn last_revision(&self) -> Result<Revision, StoreError> {
         Ok(self.state.read().expect("memory store lock").revision)
+    }
+}
+
+/// A batch holds the write lock: nothing to roll back, since applying cannot fail.
+pub struct MemoryBatch<'a>(RwLockWriteGuard<'a, MemoryState>);
+
+impl Batch for MemoryBatch<'_> {
+    fn get(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        Ok(self.0.data.get(key).cloned())
+    }
+
+    fn apply(&mut self, write: Write<'_>, revision: Revision) -> Result<(), StoreError> {
+        match write {
+            Write::Put(kv) => {
+                self.0.data.insert(kv.key.clone(), kv.clone());
+            }
+            Write::Delete(key) => {
+                self.0.data.remove(key);
+            }
+        }
+        self.0.revision = revision;
+        Ok(())
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

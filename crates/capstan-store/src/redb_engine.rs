@@ -1,11 +1,12 @@
-//! The embedded, durable engine: one redb file. Every write is its own fsynced transaction, so
-//! an acknowledged write survives `kill -9` and power loss.
+//! The embedded, durable engine: one redb file. Every batch of writes is one fsynced
+//! transaction, committed before any write in it is acknowledged, so an acknowledged write
+//! survives `kill -9` and power loss.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::engine::{Engine, Scan, Write};
+use crate::engine::{Batch, Engine, Scan, Write};
 use crate::{KeyValue, Revision, StoreError};
 
 /// key → create revision (8 bytes LE) ++ mod revision (8 bytes LE) ++ value.
@@ -60,6 +61,8 @@ fn decode(key: &str, bytes: &[u8]) -> Result<KeyValue, StoreError> {
 }
 
 impl Engine for RedbEngine {
+    type Batch<'a> = RedbBatch;
+
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let txn = self.db.begin_read().map_err(engine_error)?;
         let table = txn.open_table(OBJECTS).map_err(engine_error)?;
@@ -108,24 +111,8 @@ impl Engine for RedbEngine {
         })
     }
 
-    fn apply(&self, write: Write<'_>, revision: Revision) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(engine_error)?;
-        {
-            let mut objects = txn.open_table(OBJECTS).map_err(engine_error)?;
-            match write {
-                Write::Put(kv) => {
-                    objects
-                        .insert(kv.key.as_str(), encode(kv).as_slice())
-                        .map_err(engine_error)?;
-                }
-                Write::Delete(key) => {
-                    objects.remove(key).map_err(engine_error)?;
-                }
-            }
-            let mut meta = txn.open_table(META).map_err(engine_error)?;
-            meta.insert(REVISION_KEY, revision).map_err(engine_error)?;
-        }
-        txn.commit().map_err(engine_error)
+    fn begin(&self) -> Result<RedbBatch, StoreError> {
+        Ok(RedbBatch(self.db.begin_write().map_err(engine_error)?))
     }
 
     fn last_revision(&self) -> Result<Revision, StoreError> {
@@ -141,4 +128,37 @@ fn read_revision(txn: &redb::ReadTransaction) -> Result<Revision, StoreError> {
         .map_err(engine_error)?
         .map(|v| v.value())
         .unwrap_or(0))
+}
+
+/// One redb write transaction: reads see its own writes, and commit fsyncs once for all.
+pub struct RedbBatch(WriteTransaction);
+
+impl Batch for RedbBatch {
+    fn get(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let table = self.0.open_table(OBJECTS).map_err(engine_error)?;
+        let value = table.get(key).map_err(engine_error)?;
+        value.map(|bytes| decode(key, bytes.value())).transpose()
+    }
+
+    fn apply(&mut self, write: Write<'_>, revision: Revision) -> Result<(), StoreError> {
+        let mut objects = self.0.open_table(OBJECTS).map_err(engine_error)?;
+        match write {
+            Write::Put(kv) => {
+                objects
+                    .insert(kv.key.as_str(), encode(kv).as_slice())
+                    .map_err(engine_error)?;
+            }
+            Write::Delete(key) => {
+                objects.remove(key).map_err(engine_error)?;
+            }
+        }
+        drop(objects);
+        let mut meta = self.0.open_table(META).map_err(engine_error)?;
+        meta.insert(REVISION_KEY, revision).map_err(engine_error)?;
+        Ok(())
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().map_err(engine_error)
+    }
 }
