@@ -80,11 +80,14 @@ pub struct ListOptions {
 
 /// One page of a list.
 #[derive(Debug, Clone)]
-pub struct ListPage {
-    pub items: Vec<Value>,
+pub struct Page<T> {
+    pub items: Vec<T>,
     pub revision: Revision,
     pub continue_token: Option<String>,
 }
+
+/// A page of decoded objects.
+pub type ListPage = Page<Value>;
 
 /// The generic registry over one store.
 #[derive(Clone)]
@@ -102,6 +105,30 @@ pub fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
         json!(kv.mod_revision.to_string()),
     );
     Ok(object)
+}
+
+/// The stored JSON of an object with `"resourceVersion":"<revision>"` added as the first field
+/// of its metadata. Stored objects always start `{"apiVersion":…,"kind":…,"metadata":{` (the
+/// typed encoding puts those first); anything else answers `None` and is decoded instead.
+fn splice_resource_version(stored: &[u8], revision: Revision) -> Option<Vec<u8>> {
+    const METADATA: &[u8] = b"\"metadata\":{";
+    let at = stored.windows(METADATA.len()).position(|w| w == METADATA)? + METADATA.len();
+    // Only the top-level metadata qualifies: apiVersion and kind come before it and hold no
+    // braces, so the only `{` before it is the object's own.
+    if stored[..at - 1].iter().filter(|b| **b == b'{').count() != 1
+        || !stored.starts_with(b"{\"apiVersion\":")
+    {
+        return None;
+    }
+    let field = format!("\"resourceVersion\":\"{revision}\"");
+    let mut out = Vec::with_capacity(stored.len() + field.len() + 1);
+    out.extend_from_slice(&stored[..at]);
+    out.extend_from_slice(field.as_bytes());
+    if stored.get(at) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[at..]);
+    Some(out)
 }
 
 /// The bytes the store keeps: the object without its resourceVersion (the store's revision is
@@ -249,6 +276,47 @@ impl Registry {
         namespace: Option<&str>,
         options: &ListOptions,
     ) -> Result<ListPage, ApiError> {
+        self.scan(resource, namespace, options, |kv| {
+            let object = decode_stored(kv)?;
+            let selected = options.labels.matches(object::labels(&object))
+                && options.fields.matches(resource, &object);
+            Ok(selected.then(|| crate::conversion::to_version(resource, object)))
+        })
+    }
+
+    /// A list whose items stay the stored JSON, with their resourceVersion spliced in: no
+    /// parsing and re-encoding per item. `None` when the list needs parsed objects (selectors,
+    /// a converted version, or a stored object in an unexpected shape).
+    pub fn list_encoded(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<Option<Page<Vec<u8>>>, ApiError> {
+        if !options.labels.is_empty()
+            || !options.fields.is_empty()
+            || crate::conversion::converts(resource)
+        {
+            return Ok(None);
+        }
+        let mut unexpected = false;
+        let page = self.scan(resource, namespace, options, |kv| {
+            let spliced = splice_resource_version(&kv.value, kv.mod_revision);
+            unexpected |= spliced.is_none();
+            Ok(spliced)
+        })?;
+        Ok((!unexpected).then_some(page))
+    }
+
+    /// Pages through the stored objects of `resource`, keeping what `keep` returns: the limit
+    /// and continue-token logic of every list.
+    fn scan<T>(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        options: &ListOptions,
+        mut keep: impl FnMut(&KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<Page<T>, ApiError> {
         let prefix = resource.storage_list_prefix(namespace);
         let (mut first_revision, mut start_after) = match &options.continue_token {
             Some(token) => {
@@ -269,17 +337,12 @@ impl Registry {
             let page = self.store.list(&prefix, start_after.as_deref(), chunk)?;
             let revision = *first_revision.get_or_insert(page.revision);
             for (i, kv) in page.items.iter().enumerate() {
-                let object = decode_stored(kv)?;
-                if !options.labels.matches(object::labels(&object))
-                    || !options.fields.matches(resource, &object)
-                {
-                    continue;
-                }
-                items.push(crate::conversion::to_version(resource, object));
+                let Some(item) = keep(kv)? else { continue };
+                items.push(item);
                 if options.limit > 0 && items.len() == options.limit {
                     let more = page.more || i + 1 < page.items.len();
                     let continue_token = more.then(|| encode_continue(revision, &kv.key));
-                    return Ok(ListPage {
+                    return Ok(Page {
                         items,
                         revision,
                         continue_token,
@@ -287,7 +350,7 @@ impl Registry {
                 }
             }
             if !page.more {
-                return Ok(ListPage {
+                return Ok(Page {
                     items,
                     revision,
                     continue_token: None,
@@ -1129,6 +1192,33 @@ mod tests {
             .await
             .unwrap();
         assert!(r.get(cm, Some("default"), "c").is_err());
+    }
+
+    #[test]
+    fn resource_versions_splice_into_stored_json_as_decoding_would_set_them() {
+        let cases = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "{"}}, "data": {"k": "\"metadata\":{"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+        ];
+        for object in cases {
+            let kv = KeyValue {
+                key: "/k".into(),
+                value: encode_for_store(&object).unwrap().into(),
+                create_revision: 3,
+                mod_revision: 9,
+            };
+            let spliced: Value =
+                serde_json::from_slice(&splice_resource_version(&kv.value, 9).unwrap()).unwrap();
+            assert_eq!(spliced, decode_stored(&kv).unwrap());
+        }
+        assert_eq!(
+            splice_resource_version(br#"{"metadata":{},"apiVersion":"v1"}"#, 1),
+            None
+        );
+        assert_eq!(
+            splice_resource_version(br#"{"apiVersion":"v1","x":{"metadata":{}}}"#, 1),
+            None
+        );
     }
 
     #[tokio::test]
