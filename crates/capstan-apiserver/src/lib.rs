@@ -18,6 +18,7 @@ pub mod pki;
 pub mod registry;
 pub mod request;
 pub mod server;
+pub mod service_ips;
 mod watch;
 
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// How often history older than one interval is compacted (Kubernetes: 5 minutes).
     pub compaction_interval: Duration,
+    /// Where Services' cluster IPs come from (`--service-cluster-ip-range`).
+    pub service_range: service_ips::ServiceRange,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,16 +162,23 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??,
     );
-    let registry = Registry::new(store.clone());
+    let registry = Registry::with_service_range(store.clone(), config.service_range);
     let namespaces = resource::find("", "v1", "namespaces").expect("namespaces are registered");
     for name in BUILTIN_NAMESPACES {
-        registry
-            .ensure(
-                namespaces,
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-            )
-            .await?;
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        registry.ensure(namespaces, namespace).await?;
     }
+    // The API server's own Service, at the first address of the range, as in Kubernetes.
+    let services = resource::find("", "v1", "services").expect("services are registered");
+    let kubernetes = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": config.service_range.api_server_ip().to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": bound.port()}]},
+    });
+    registry.ensure(services, kubernetes).await?;
 
     let server_url = format!("https://{}", client_address(&bound));
     let kubeconfig_path = config.data_dir.join("kubeconfig");

@@ -17,6 +17,7 @@ use capstan_store::{KeyValue, Revision, Store, StoreError};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
+use crate::service_ips::{self, ServiceRange};
 
 /// Largest object the store keeps, as etcd's default request limit.
 pub const MAX_OBJECT_BYTES: usize = 1_572_864;
@@ -93,6 +94,10 @@ pub type ListPage = Page<Value>;
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    service_range: ServiceRange,
+    /// Held from choosing a Service's cluster IP and node ports until it is stored, so that
+    /// two creates never take the same one.
+    service_allocation: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The object stored at `kv`, with its resourceVersion.
@@ -229,8 +234,22 @@ fn without_resource_version(object: &Value) -> Value {
 }
 
 impl Registry {
+    /// A registry whose Services take cluster IPs from Kubernetes' default 10.96.0.0/12.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        let range = ServiceRange::parse("10.96.0.0/12").expect("a valid default range");
+        Self::with_service_range(store, range)
+    }
+
+    pub fn with_service_range(store: Arc<dyn Store>, service_range: ServiceRange) -> Self {
+        Registry {
+            store,
+            service_range,
+            service_allocation: Arc::default(),
+        }
+    }
+
+    pub fn service_range(&self) -> ServiceRange {
+        self.service_range
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -481,6 +500,15 @@ impl Registry {
             return Err(invalid(resource, &name, errors));
         }
         self.check_namespace_open(resource, namespace, &name)?;
+        let _allocation = if resource.kind == "Service" {
+            let guard = self.service_allocation.lock().await;
+            let services = self.list(resource, None, &ListOptions::default())?.items;
+            service_ips::allocate(&self.service_range, &mut object, &services)
+                .map_err(|errors| invalid(resource, &name, errors))?;
+            Some(guard)
+        } else {
+            None
+        };
         let bytes = encode_for_store(&object)?;
         if options.dry_run {
             return Ok(written(resource, object, true, warnings));
@@ -501,10 +529,11 @@ impl Registry {
         Ok(written(resource, object, true, warnings))
     }
 
-    /// Read-modify-write of one object, retried when another writer got there first unless the
-    /// caller pinned a resourceVersion. `change` builds the new object from the current one
-    /// (which carries its resourceVersion); what it returns is prepared, defaulted, validated
-    /// and stored. A result equal to the current object is not written.
+    /// Read-modify-write of one object, retried when another writer got there first; a
+    /// resourceVersion pinned in what `change` returns must match the object read, else 409.
+    /// `change` builds the new object from the current one, given without its resourceVersion
+    /// (so that one in the result is always the client's); what it returns is prepared,
+    /// defaulted, validated and stored. A result equal to the current object is not written.
     pub async fn update_with(
         &self,
         resource: &'static ResourceInfo,
@@ -518,8 +547,12 @@ impl Registry {
         loop {
             let current_kv = self.get_kv(resource, namespace, name)?;
             let current = decode_stored(&current_kv)?;
+            // `change` sees the object without its resourceVersion, so that a resourceVersion in
+            // what it returns is one the client sent (a precondition, answered with 409 when
+            // stale) and not one copied from the stored object (retried on conflict).
+            let unversioned = without_resource_version(&current);
             let (proposed, warnings) =
-                change(&crate::conversion::to_version(resource, current.clone()))?;
+                change(&crate::conversion::to_version(resource, unversioned))?;
             let proposed = crate::conversion::to_storage(resource, proposed);
             let pinned = object::resource_version(&proposed).map(str::to_string);
             if let Some(rv) = &pinned
@@ -569,7 +602,7 @@ impl Registry {
                     None => s.delete(&write_key, Some(expected)),
                 })
                 .await?;
-            match settle(resource, name, pinned.is_some(), result)? {
+            match settle(resource, name, result)? {
                 Some(kv) => {
                     set_resource_version(&mut object, &kv);
                     return Ok(written(resource, object, false, warnings));
@@ -653,7 +686,7 @@ impl Registry {
                 let result = self
                     .blocking(move |s| s.update(&write_key, bytes, expected))
                     .await?;
-                match settle(resource, name, false, result)? {
+                match settle(resource, name, result)? {
                     Some(kv) => {
                         set_resource_version(&mut marked, &kv);
                         return Ok((crate::conversion::to_version(resource, marked), false));
@@ -669,7 +702,7 @@ impl Registry {
             let result = self
                 .blocking(move |s| s.delete(&delete_key, Some(expected)))
                 .await?;
-            match settle(resource, name, false, result)? {
+            match settle(resource, name, result)? {
                 Some(deleted) => {
                     let object = decode_stored(&deleted)?;
                     return Ok((crate::conversion::to_version(resource, object), true));
@@ -704,13 +737,18 @@ impl Registry {
         Ok(ListPage { items, ..page })
     }
 
-    /// Creates the object if missing (used to bootstrap built-in namespaces).
+    /// Creates the object if missing (used to bootstrap built-in objects); an existing one is
+    /// left as it is.
     pub async fn ensure(
         &self,
         resource: &'static ResourceInfo,
         object: Value,
     ) -> Result<(), ApiError> {
         let namespace = object::namespace(&object).map(str::to_string);
+        let name = object::name(&object).unwrap_or_default();
+        if self.get(resource, namespace.as_deref(), name).is_ok() {
+            return Ok(());
+        }
         match self
             .create(
                 resource,
@@ -727,18 +765,19 @@ impl Registry {
 }
 
 /// What a compare-and-swap write's result means inside a read-modify-write loop: the written
-/// key, or `None` to read again and retry because another writer got there first and the
-/// caller did not pin a resourceVersion (a pinned one answers 409 instead).
+/// key, or `None` to read again and retry because another writer got there first. A retry,
+/// not a 409, even when the caller pinned a resourceVersion: the loop checks the pin against
+/// what it reads again, and answers 409 there if the pin went stale. (Answering 409 here
+/// instead turned every patch into a pinned write, since a patch keeps the resourceVersion of
+/// the object it applies to, and lost-race patches failed where Kubernetes retries them.)
 fn settle(
     resource: &ResourceInfo,
     name: &str,
-    pinned: bool,
     result: Result<KeyValue, StoreError>,
 ) -> Result<Option<KeyValue>, ApiError> {
     match result {
         Ok(kv) => Ok(Some(kv)),
-        Err(StoreError::Conflict { .. }) if !pinned => Ok(None),
-        Err(StoreError::Conflict { .. }) => Err(conflict(resource, name, MODIFIED)),
+        Err(StoreError::Conflict { .. }) => Ok(None),
         Err(StoreError::NotFound { .. }) => Err(not_found(resource, name)),
         Err(e) => Err(e.into()),
     }
@@ -883,6 +922,9 @@ fn prepare_for_update(
                 )],
             });
         }
+    }
+    if resource.kind == "Service" {
+        service_ips::keep_allocated(&mut out, current);
     }
     // A namespace's finalizers change only through `finalize`.
     if resource.kind == "Namespace" {
@@ -1042,6 +1084,98 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status_code().as_u16(), 409);
         assert_eq!(r.get(cm, Some("default"), "c").unwrap()["data"]["a"], "2");
+    }
+
+    /// Writes `data.racer` straight to the store, as a writer that wins a race would.
+    fn race(r: &Registry, key: &str) {
+        let kv = r.store().get(key).unwrap().unwrap();
+        let mut object: Value = serde_json::from_slice(&kv.value).unwrap();
+        object["data"]["racer"] = json!("won");
+        let bytes = serde_json::to_vec(&object).unwrap();
+        r.store().update(key, bytes, kv.mod_revision).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_patch_that_loses_a_race_is_retried_on_the_new_state() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        r.create(
+            cm,
+            Some("default"),
+            configmap("c", json!({"a": "1"})),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        let key = cm.storage_key(Some("default"), "c");
+        let mut calls = 0;
+        // As a patch does: the result keeps the resourceVersion of the object it was applied to.
+        let written = r
+            .update_with(
+                cm,
+                Some("default"),
+                "c",
+                None,
+                WriteOptions::default(),
+                |current| {
+                    calls += 1;
+                    if calls == 1 {
+                        race(&r, &key);
+                    }
+                    let mut patched = current.clone();
+                    patched["data"]["a"] = json!("2");
+                    Ok((patched, Vec::new()))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(calls, 2);
+        assert_eq!(written.object["data"], json!({"a": "2", "racer": "won"}));
+        assert_eq!(
+            r.get(cm, Some("default"), "c").unwrap()["data"],
+            written.object["data"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_pinned_to_a_version_that_loses_a_race_conflicts() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        let created = r
+            .create(
+                cm,
+                Some("default"),
+                configmap("c", json!({"a": "1"})),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let key = cm.storage_key(Some("default"), "c");
+        let mut raced = false;
+        let err = r
+            .update_with(
+                cm,
+                Some("default"),
+                "c",
+                None,
+                WriteOptions::default(),
+                |_| {
+                    if !raced {
+                        raced = true;
+                        race(&r, &key);
+                    }
+                    let mut pinned = created.object.clone();
+                    pinned["data"]["a"] = json!("2");
+                    Ok((pinned, Vec::new()))
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.status_code().as_u16(), 409);
+        let stored = r.get(cm, Some("default"), "c").unwrap();
+        assert_eq!(stored["data"], json!({"a": "1", "racer": "won"}));
     }
 
     #[tokio::test]

@@ -19,6 +19,10 @@ pub struct Args {
     /// up to this old).
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// The IPv4 range Services' cluster IPs come from; its first address is the API
+    /// server's own `kubernetes` Service.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -26,11 +30,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let service_range =
+        capstan_apiserver::service_ips::ServiceRange::parse(&args.service_cluster_ip_range)
+            .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
     runtime.block_on(async {
         let config = ServerConfig {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
             compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
+            service_range,
         };
         let server = capstan_apiserver::start(config)
             .await
