@@ -5,4 +5,5 @@ mod harness;
 
 mod api_server;
 mod clients;
+mod concurrency;
 mod durability;
