@@ -137,8 +137,8 @@ fn aggregated_discovery(accept: &str) -> Option<&'static str> {
     None
 }
 
-/// Parses a request body as JSON or YAML.
-fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+/// Parses a request body as JSON or YAML. Public for the fuzz targets in `fuzz/`.
+pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(str::trim)

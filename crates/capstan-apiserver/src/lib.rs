@@ -13,7 +13,7 @@ pub mod handler;
 pub mod kubeconfig;
 mod namespace_lifecycle;
 mod openapi;
-mod patch;
+pub mod patch;
 pub mod pki;
 pub mod registry;
 pub mod request;
