@@ -7,6 +7,7 @@
 //! typed k8s-openapi structs are used to check a body's shape and drop unknown fields.
 
 pub mod defaults;
+pub mod managed_fields;
 pub mod object;
 pub mod resource;
 pub mod selector;

@@ -19,7 +19,7 @@
 
 mod message;
 mod order;
-mod schema;
+pub(crate) mod schema;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +54,41 @@ type Object = Map<String, Value>;
 /// The schema of a value; `None` for values with no tagged fields (maps, scalars, or types
 /// not in the tables), where only the default rules apply.
 type Type = Option<&'static Schema>;
+
+/// How the elements of a list field combine, read from the same tags as the patch: shared with
+/// server-side apply, which follows the same rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListType {
+    /// Replaced whole.
+    Atomic,
+    /// A list of primitives merged as a set (`finalizers`).
+    Set,
+    /// Elements identified by the value of one key (`containers` by `name`).
+    Map { key: &'static str },
+}
+
+/// A position in the type of an object, for walking an object alongside its list rules.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeCursor(Type);
+
+impl TypeCursor {
+    /// The top of an object of `kind`.
+    pub fn of_kind(kind: &str) -> Self {
+        TypeCursor(Some(schema::for_kind(kind)))
+    }
+
+    /// The field `name` of a value at this position: how it combines if it is a list, and the
+    /// position of its value (of its elements, for a list).
+    pub fn field(self, name: &str) -> (ListType, TypeCursor) {
+        let meta = schema::field(self.0, name);
+        let list_type = match meta.merge_key() {
+            Some("") => ListType::Set,
+            Some(key) => ListType::Map { key },
+            None => ListType::Atomic,
+        };
+        (list_type, TypeCursor(meta.schema))
+    }
+}
 
 /// Applies `patch` to `original`, an object of `kind` (`Deployment`, `Pod`, …); `original` is
 /// not modified.
