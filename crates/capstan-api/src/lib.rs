@@ -1,6 +1,7 @@
 //! The Kubernetes resource model as capstan serves it: which resources exist and how they are
 //! named (`resource`), how objects are checked (`typed`, `validation`), completed (`defaults`),
-//! printed (`table`), selected (`selector`) and patched (`strategic_merge`).
+//! printed (`table`), selected (`selector`) and patched (`strategic_merge`), and how protobuf
+//! bodies map to JSON (`protobuf`).
 //!
 //! Pure: no I/O, no clocks except where a caller passes the time in. Objects are handled as
 //! `serde_json::Value` once decoded, so that every kind goes through the same code paths; the
@@ -9,6 +10,7 @@
 pub mod defaults;
 pub mod managed_fields;
 pub mod object;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
 pub mod strategic_merge;
