@@ -7,3 +7,4 @@ mod api_server;
 mod clients;
 mod concurrency;
 mod durability;
+mod kube_rs;
