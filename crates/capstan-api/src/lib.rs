@@ -10,6 +10,8 @@
 pub mod defaults;
 pub mod managed_fields;
 pub mod object;
+#[cfg(feature = "schemars")]
+pub mod openapi_schema;
 pub mod protobuf;
 pub mod resource;
 pub mod selector;

@@ -67,6 +67,19 @@ macro_rules! typed_kinds {
             }
         }
 
+        /// Adds the JSON schema of `resource`'s kind, and of every type inside it, to
+        /// `generator`'s definitions; `None` for a kind without a typed struct.
+        #[cfg(feature = "schemars")]
+        pub(crate) fn add_json_schema(
+            resource: &ResourceInfo,
+            generator: &mut k8s_openapi::schemars::SchemaGenerator,
+        ) -> Option<()> {
+            match (resource.group, resource.version, resource.kind) {
+                $( ($group, $version, $kind) => { generator.subschema_for::<$ty>(); Some(()) } )*
+                _ => None,
+            }
+        }
+
         #[cfg(test)]
         fn has_typed_struct(resource: &ResourceInfo) -> bool {
             matches!((resource.group, resource.version, resource.kind), $( ($group, $version, $kind) )|*)

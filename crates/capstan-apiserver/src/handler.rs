@@ -71,6 +71,20 @@ fn ok_json(value: &Value) -> Response<Body> {
     json_response(StatusCode::OK, "application/json", value)
 }
 
+/// A prebuilt JSON document, with its hash as the ETag; clients revalidate unless they asked
+/// for it by hash.
+fn published(doc: &openapi::Published) -> Response<Body> {
+    let mut response = Response::new(full(doc.body.clone()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", doc.hash)).expect("hex is a valid header"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    response
+}
+
 /// The one place an error becomes a response.
 pub fn respond_error(error: &ApiError) -> Response<Body> {
     json_response(error.status_code(), "application/json", &error.to_status())
@@ -251,25 +265,23 @@ impl Handler {
             Endpoint::ResourceList { group, version } => read_only(ok_json(
                 &discovery::resource_list(&group, &version).ok_or(ApiError::UnknownPath)?,
             )),
-            Endpoint::OpenApiV3Root => read_only(ok_json(&openapi::root())),
+            Endpoint::OpenApiV3Root => read_only(published(openapi::root())),
             Endpoint::OpenApiV3 { group, version } => {
                 let doc = openapi::document(&group, &version).ok_or(ApiError::UnknownPath)?;
-                let mut response = ok_json(&doc);
-                let hash = openapi::document_hash(&doc);
-                let headers = response.headers_mut();
-                headers.insert(
-                    ETAG,
-                    HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header"),
-                );
-                if request.query.get("hash") == Some(hash.as_str()) {
-                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
-                } else {
-                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                let mut response = published(doc);
+                if request.query.get("hash") == Some(doc.hash.as_str()) {
+                    response
+                        .headers_mut()
+                        .insert(CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
                 }
                 read_only(response)
             }
-            // kubectl falls back to its compiled-in types without an OpenAPI v2 document.
-            Endpoint::OpenApiV2 => Err(ApiError::UnknownPath),
+            // Only JSON is served: a client that asks for the protobuf document alone (kubectl
+            // does) gets 404 and falls back to its compiled-in types.
+            Endpoint::OpenApiV2 if !openapi::accepts_json(&request.accept) => {
+                Err(ApiError::UnknownPath)
+            }
+            Endpoint::OpenApiV2 => read_only(published(openapi::v2())),
             Endpoint::Resource(r) => self.resource(request, r).await,
         }
     }

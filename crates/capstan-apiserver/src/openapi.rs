@@ -1,26 +1,113 @@
-//! OpenAPI v3 documents, one per group/version, with the operations kubectl inspects: every
-//! path of every resource, its `x-kubernetes-group-version-kind`, and the `fieldValidation`,
-//! `dryRun` and `fieldManager` parameters of writes (kubectl sends `fieldValidation=Strict`
-//! only when it finds them). Schemas are placeholders; full field schemas come later.
+//! The OpenAPI documents: v3 per group/version (`/openapi/v3/apis/apps/v1`, linked from
+//! `/openapi/v3` with a content hash) and v2 in one piece (`/openapi/v2`, JSON).
+//!
+//! Paths list every operation kubectl inspects: each path of each resource, its
+//! `x-kubernetes-group-version-kind`, and the `fieldValidation`, `dryRun` and `fieldManager`
+//! parameters of writes (kubectl sends `fieldValidation=Strict` only when it finds them). The
+//! schemas are the full ones of [`capstan_api::openapi_schema`], with descriptions for
+//! `kubectl explain` and the patch extensions from which `kubectl apply` computes strategic
+//! merge patches. Each v3 document carries the schemas its kinds reach.
+//!
+//! kubectl fetches documents on every `apply`, so they are built once, on first use, and
+//! served as bytes.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use capstan_api::openapi_schema::{self, REF_PREFIX, list_schema_name};
 use capstan_api::resource::{self, ResourceInfo};
 use serde_json::{Map, Value, json};
 
-/// `/openapi/v3`: where each group/version's document lives, with a content hash in the URL
-/// so that clients can cache documents forever.
-pub fn root() -> Value {
-    let mut paths = Map::new();
-    for g in resource::groups() {
-        for v in &g.versions {
-            let path = group_version_path(g.group, v);
-            let hash = document_hash(&document(g.group, v).unwrap_or_default());
-            paths.insert(
-                path.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
-            );
+pub use capstan_api::openapi_schema::schema_name;
+
+/// A document ready to serve: its JSON bytes and their hash (the ETag, and the `hash` of its
+/// URL in `/openapi/v3`).
+#[derive(Debug)]
+pub struct Published {
+    pub body: Bytes,
+    pub hash: String,
+}
+
+impl Published {
+    fn new(doc: &Value) -> Published {
+        let body = serde_json::to_vec(doc).expect("JSON values serialize");
+        Published {
+            hash: document_hash(&body),
+            body: body.into(),
         }
     }
-    json!({"paths": paths})
+}
+
+struct Documents {
+    /// By path below `/openapi/v3/`: `api/v1`, `apis/apps/v1`.
+    v3: HashMap<String, Published>,
+    root: Published,
+    v2: Published,
+}
+
+static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
+    let components = openapi_schema::components();
+    let mut v3 = HashMap::new();
+    let mut root_paths = Map::new();
+    let mut v2_paths = Map::new();
+    for g in resource::groups() {
+        for v in &g.versions {
+            let Some(doc) = build_document(g.group, v, &components) else {
+                continue;
+            };
+            if let Some(paths) = doc["paths"].as_object() {
+                v2_paths.extend(paths.iter().map(|(p, ops)| (p.clone(), v2_path(ops))));
+            }
+            let path = group_version_path(g.group, v);
+            let published = Published::new(&doc);
+            root_paths.insert(
+                path.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", published.hash)}),
+            );
+            v3.insert(path, published);
+        }
+    }
+    let definitions: Map<String, Value> = components
+        .iter()
+        .map(|(name, schema)| (name.clone(), v2_schema(name, schema)))
+        .collect();
+    let v2 = json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": v2_paths,
+        "definitions": definitions,
+    });
+    Documents {
+        v3,
+        root: Published::new(&json!({"paths": root_paths})),
+        v2: Published::new(&v2),
+    }
+});
+
+/// `/openapi/v3`: where each group/version's document lives, with a content hash in the URL
+/// so that clients can cache documents forever.
+pub fn root() -> &'static Published {
+    &DOCUMENTS.root
+}
+
+/// The v3 document of one group/version, if served.
+pub fn document(group: &str, version: &str) -> Option<&'static Published> {
+    DOCUMENTS.v3.get(&group_version_path(group, version))
+}
+
+/// `/openapi/v2` as JSON: every path and every schema in one swagger 2.0 document.
+pub fn v2() -> &'static Published {
+    &DOCUMENTS.v2
+}
+
+/// Whether `accept` takes a JSON answer (also when it names nothing).
+pub fn accepts_json(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|media| {
+            let media = media.split(';').next().unwrap_or_default().trim();
+            matches!(media, "application/json" | "*/*" | "application/*")
+        })
 }
 
 fn group_version_path(group: &str, version: &str) -> String {
@@ -33,27 +120,17 @@ fn group_version_path(group: &str, version: &str) -> String {
 
 /// A stable hash of a document (FNV-1a, 64 bits, as hex): any change to the document changes
 /// its URL.
-pub fn document_hash(doc: &Value) -> String {
+pub fn document_hash(body: &[u8]) -> String {
     let mut hash: u64 = 0xcbf29ce484222325;
-    for byte in doc.to_string().bytes() {
-        hash ^= u64::from(byte);
+    for byte in body {
+        hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x100000001b3);
     }
     format!("{hash:016X}")
 }
 
-/// The schema name Kubernetes gives a kind: `io.k8s.api.apps.v1.Deployment`.
-pub fn schema_name(r: &ResourceInfo) -> String {
-    let group = match r.group {
-        "" => "core",
-        g => g
-            .strip_suffix(".k8s.io")
-            .unwrap_or(g)
-            .split('.')
-            .next()
-            .unwrap_or(g),
-    };
-    format!("io.k8s.api.{group}.{}.{}", r.version, r.kind)
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("{REF_PREFIX}{name}")})
 }
 
 fn query_param(name: &str, description: &str) -> Value {
@@ -84,11 +161,16 @@ fn operation(
     params: Vec<Value>,
     body: bool,
 ) -> Value {
-    let reference = json!({"$ref": format!("#/components/schemas/{}", schema_name(r))});
+    let reference = schema_ref(&schema_name(r));
+    let response = if action == "list" {
+        schema_ref(&list_schema_name(r))
+    } else {
+        reference.clone()
+    };
     let mut op = json!({
         "operationId": operation_id,
         "parameters": params,
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}},
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": response}}}},
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
     });
@@ -113,14 +195,14 @@ fn operation(
     op
 }
 
-/// The document of one group/version, if served.
-pub fn document(group: &str, version: &str) -> Option<Value> {
+/// The v3 document of one group/version: its paths, and every schema that its kinds reach.
+fn build_document(group: &str, version: &str, components: &Map<String, Value>) -> Option<Value> {
     let resources: Vec<&ResourceInfo> = resource::resources_in(group, version).collect();
     if resources.is_empty() {
         return None;
     }
     let mut paths = Map::new();
-    let mut schemas = Map::new();
+    let mut roots = Vec::new();
     let prefix = format!("/{}", group_version_path(group, version));
     for r in resources {
         let scope = if r.namespaced {
@@ -156,30 +238,186 @@ pub fn document(group: &str, version: &str) -> Option<Value> {
                 }));
             }
         }
-        // No `x-kubernetes-group-version-kind` on these placeholder schemas: kubectl would take
-        // them for the kind's full schema and fail to compute strategic merge patches from
-        // them; without it, kubectl uses its compiled-in types. Full schemas come with
-        // `kubectl explain` support.
-        schemas.insert(schema_name(r), json!({
-            "type": "object",
-            "description": format!("{} is a {} object; its full schema is not published yet.", r.kind, r.api_version()),
-        }));
+        roots.push(schema_name(r));
+        roots.push(list_schema_name(r));
     }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": reachable(components, roots)},
     }))
+}
+
+/// The schemas named by `roots` and every schema they reference, in name order.
+fn reachable(components: &Map<String, Value>, roots: Vec<String>) -> Map<String, Value> {
+    let mut found = BTreeSet::new();
+    let mut pending = roots;
+    while let Some(name) = pending.pop() {
+        if let Some(schema) = components.get(&name)
+            && found.insert(name)
+        {
+            collect_refs(schema, &mut pending);
+        }
+    }
+    found
+        .into_iter()
+        .map(|name| {
+            let schema = components[&name].clone();
+            (name, schema)
+        })
+        .collect()
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("$ref", Value::String(r)) => {
+                        if let Some(name) = r.strip_prefix(REF_PREFIX) {
+                            out.push(name.to_string());
+                        }
+                    }
+                    _ => collect_refs(child, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, out)),
+        _ => {}
+    }
+}
+
+const V2_REF_PREFIX: &str = "#/definitions/";
+
+/// A v3 component schema in Kubernetes' v2 shape: `$ref`s into `definitions`, a `$ref` with
+/// siblings instead of `allOf: [{$ref}]`, and IntOrString and Quantity as strings.
+fn v2_schema(name: &str, schema: &Value) -> Value {
+    let mut schema = v2_refs(schema);
+    if let Value::Object(map) = &mut schema {
+        match name {
+            "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => {
+                map.remove("oneOf");
+                map.remove("x-kubernetes-int-or-string");
+                map.insert("type".into(), json!("string"));
+                map.insert("format".into(), json!("int-or-string"));
+            }
+            "io.k8s.apimachinery.pkg.api.resource.Quantity" => {
+                map.remove("oneOf");
+                map.insert("type".into(), json!("string"));
+            }
+            _ => {}
+        }
+    }
+    schema
+}
+
+fn v2_refs(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("$ref", Value::String(r)) => {
+                        let name = r.strip_prefix(REF_PREFIX).unwrap_or(r);
+                        out.insert(key.clone(), json!(format!("{V2_REF_PREFIX}{name}")));
+                    }
+                    ("allOf", Value::Array(items))
+                        if items.len() == 1 && items[0].get("$ref").is_some() =>
+                    {
+                        out.extend(v2_refs(&items[0]).as_object().cloned().unwrap_or_default());
+                    }
+                    _ => {
+                        out.insert(key.clone(), v2_refs(child));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(v2_refs).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The operations of one path in swagger 2.0's shape: query parameters typed inline, the body
+/// as a `body` parameter, response schemas directly under the status code.
+fn v2_path(ops: &Value) -> Value {
+    let mut out = Map::new();
+    for (method, op) in ops.as_object().into_iter().flatten() {
+        let mut parameters: Vec<Value> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                json!({"name": p["name"], "in": p["in"], "description": p["description"], "type": "string", "uniqueItems": true})
+            })
+            .collect();
+        let mut consumes = Vec::new();
+        if let Some(content) = op["requestBody"]["content"].as_object() {
+            consumes = content.keys().cloned().collect();
+            let schema = content.values().next().map(|c| v2_refs(&c["schema"]));
+            parameters
+                .push(json!({"name": "body", "in": "body", "required": true, "schema": schema}));
+        }
+        let mut v2_op = json!({
+            "operationId": op["operationId"],
+            "parameters": parameters,
+            "produces": ["application/json"],
+            "responses": {"200": {"description": "OK", "schema": v2_refs(&op["responses"]["200"]["content"]["application/json"]["schema"])}},
+            "x-kubernetes-action": op["x-kubernetes-action"],
+            "x-kubernetes-group-version-kind": op["x-kubernetes-group-version-kind"],
+        });
+        if !consumes.is_empty() {
+            v2_op["consumes"] = json!(consumes);
+        }
+        out.insert(method.clone(), v2_op);
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn v3(group: &str, version: &str) -> Value {
+        serde_json::from_slice(&document(group, version).unwrap().body).unwrap()
+    }
+
+    fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+        let schema = &doc["components"]["schemas"][name];
+        assert!(schema.is_object(), "no schema {name}");
+        schema
+    }
+
+    fn unresolved_refs(value: &Value, prefix: &str, names: &Map<String, Value>) -> Vec<String> {
+        let mut refs = Vec::new();
+        collect_all_refs(value, &mut refs);
+        refs.into_iter()
+            .filter(|r| {
+                !r.strip_prefix(prefix)
+                    .is_some_and(|name| names.contains_key(name))
+            })
+            .collect()
+    }
+
+    fn collect_all_refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    match child {
+                        Value::String(r) if key == "$ref" => out.push(r.clone()),
+                        _ => collect_all_refs(child, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| collect_all_refs(item, out)),
+            _ => {}
+        }
+    }
+
     #[test]
     fn patch_operations_list_field_validation() {
-        let doc = document("apps", "v1").unwrap();
+        let doc = v3("apps", "v1");
         let patch =
             &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
@@ -197,11 +435,17 @@ mod tests {
 
     #[test]
     fn the_root_points_at_every_group_version_with_a_hash() {
-        let root = root();
+        let root: Value = serde_json::from_slice(&root().body).unwrap();
         let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap();
-        assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="));
+        assert_eq!(
+            url,
+            format!(
+                "/openapi/v3/apis/apps/v1?hash={}",
+                document("apps", "v1").unwrap().hash
+            )
+        );
         assert!(root["paths"]["api/v1"].is_object());
     }
 
@@ -223,5 +467,202 @@ mod tests {
             schema_name(resource::find("rbac.authorization.k8s.io", "v1", "roles").unwrap()),
             "io.k8s.api.rbac.v1.Role"
         );
+    }
+
+    #[test]
+    fn every_served_kind_and_its_list_has_a_schema_with_its_group_version_kind() {
+        for r in resource::RESOURCES {
+            let doc = v3(r.group, r.version);
+            for (name, kind) in [
+                (schema_name(r), r.kind.to_string()),
+                (list_schema_name(r), format!("{}List", r.kind)),
+            ] {
+                assert_eq!(
+                    schema(&doc, &name)["x-kubernetes-group-version-kind"],
+                    json!([{"group": r.group, "kind": kind, "version": r.version}]),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_ref_of_every_document_resolves_inside_that_document() {
+        for g in resource::groups() {
+            for v in &g.versions {
+                let doc = v3(g.group, v);
+                let schemas = doc["components"]["schemas"].as_object().unwrap();
+                assert_eq!(
+                    unresolved_refs(&doc, REF_PREFIX, schemas),
+                    Vec::<String>::new(),
+                    "{}/{v}",
+                    g.group
+                );
+            }
+        }
+        let v2: Value = serde_json::from_slice(&v2().body).unwrap();
+        let definitions = v2["definitions"].as_object().unwrap();
+        assert_eq!(
+            unresolved_refs(&v2, V2_REF_PREFIX, definitions),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn fields_carry_descriptions_for_kubectl_explain() {
+        let doc = v3("apps", "v1");
+        let rolling = schema(&doc, "io.k8s.api.apps.v1.RollingUpdateDeployment");
+        let max_surge = &rolling["properties"]["maxSurge"];
+        assert!(
+            max_surge["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("The maximum number of pods that can be scheduled above")
+        );
+        assert_eq!(
+            max_surge["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+        );
+    }
+
+    #[test]
+    fn pod_spec_containers_merge_by_name_and_their_lists_by_their_keys() {
+        let doc = v3("", "v1");
+        let pod_spec = &schema(&doc, "io.k8s.api.core.v1.PodSpec")["properties"];
+        assert_eq!(
+            pod_spec["containers"]["x-kubernetes-patch-merge-key"],
+            "name"
+        );
+        assert_eq!(
+            pod_spec["containers"]["x-kubernetes-patch-strategy"],
+            "merge"
+        );
+        assert_eq!(
+            pod_spec["volumes"]["x-kubernetes-patch-strategy"],
+            "merge,retainKeys"
+        );
+        let container = &schema(&doc, "io.k8s.api.core.v1.Container")["properties"];
+        for (field, key) in [
+            ("ports", "containerPort"),
+            ("env", "name"),
+            ("volumeMounts", "mountPath"),
+        ] {
+            assert_eq!(
+                container[field]["x-kubernetes-patch-merge-key"], key,
+                "{field}"
+            );
+            assert_eq!(container[field]["x-kubernetes-patch-strategy"], "merge");
+        }
+        assert!(
+            container["args"]
+                .get("x-kubernetes-patch-strategy")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn service_ports_merge_by_port_and_metadata_lists_as_kubernetes_tags_them() {
+        let doc = v3("", "v1");
+        let service_spec = &schema(&doc, "io.k8s.api.core.v1.ServiceSpec")["properties"];
+        assert_eq!(
+            service_spec["ports"]["x-kubernetes-patch-merge-key"],
+            "port"
+        );
+        assert_eq!(
+            service_spec["ports"]["x-kubernetes-patch-strategy"],
+            "merge"
+        );
+        let meta = &schema(&doc, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")["properties"];
+        assert_eq!(meta["finalizers"]["x-kubernetes-patch-strategy"], "merge");
+        assert!(
+            meta["finalizers"]
+                .get("x-kubernetes-patch-merge-key")
+                .is_none()
+        );
+        assert_eq!(
+            meta["ownerReferences"]["x-kubernetes-patch-merge-key"],
+            "uid"
+        );
+    }
+
+    #[test]
+    fn deployment_strategy_retains_keys_and_status_conditions_merge_by_type() {
+        let doc = v3("apps", "v1");
+        let spec = &schema(&doc, "io.k8s.api.apps.v1.DeploymentSpec")["properties"];
+        assert_eq!(
+            spec["strategy"]["x-kubernetes-patch-strategy"],
+            "retainKeys"
+        );
+        let status = &schema(&doc, "io.k8s.api.apps.v1.DeploymentStatus")["properties"];
+        assert_eq!(status["conditions"]["x-kubernetes-patch-merge-key"], "type");
+        // The pod template inside a Deployment reaches the same PodSpec rules.
+        let pod_spec = &schema(&doc, "io.k8s.api.core.v1.PodSpec")["properties"];
+        assert_eq!(
+            pod_spec["containers"]["x-kubernetes-patch-merge-key"],
+            "name"
+        );
+    }
+
+    #[test]
+    fn int_or_string_and_quantity_take_kubernetes_shapes_in_v3_and_v2() {
+        let doc = v3("apps", "v1");
+        let int_or_string = schema(&doc, "io.k8s.apimachinery.pkg.util.intstr.IntOrString");
+        assert_eq!(int_or_string["format"], "int-or-string");
+        assert_eq!(
+            int_or_string["oneOf"],
+            json!([{"type": "integer"}, {"type": "string"}])
+        );
+        let quantity = schema(&doc, "io.k8s.apimachinery.pkg.api.resource.Quantity");
+        assert_eq!(
+            quantity["oneOf"],
+            json!([{"type": "string"}, {"type": "number"}])
+        );
+
+        let v2: Value = serde_json::from_slice(&v2().body).unwrap();
+        let definitions = &v2["definitions"];
+        assert_eq!(
+            definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["type"],
+            "string"
+        );
+        assert_eq!(
+            definitions["io.k8s.apimachinery.pkg.api.resource.Quantity"]["type"],
+            "string"
+        );
+    }
+
+    #[test]
+    fn v2_is_swagger_with_refs_beside_their_descriptions() {
+        let v2: Value = serde_json::from_slice(&v2().body).unwrap();
+        assert_eq!(v2["swagger"], "2.0");
+        let deployment = &v2["definitions"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            deployment["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
+        let spec = &deployment["properties"]["spec"];
+        assert_eq!(
+            spec["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        assert!(spec["description"].is_string());
+        let patch =
+            &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+        );
+    }
+
+    #[test]
+    fn v2_is_offered_to_clients_that_take_json() {
+        assert!(accepts_json("application/json"));
+        assert!(accepts_json(""));
+        assert!(accepts_json("application/json;q=0.9, */*"));
+        assert!(!accepts_json(
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        ));
     }
 }

@@ -10,12 +10,13 @@
 //! and a CronJob.
 //!
 //! The `retainKeys` strategy (Deployment `spec.strategy`, PodSpec `volumes` and
-//! `resourceClaims`) is not modelled: it only tells clients to send a `$retainKeys` directive,
-//! and applying that directive needs no schema.
+//! `resourceClaims`) does not change how a patch applies: it only tells clients to send a
+//! `$retainKeys` directive, and applying that directive needs no schema. It is recorded for the
+//! OpenAPI documents, from which kubectl learns to send the directive.
 
 /// How a field of an API type merges, from its `patchStrategy` tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Strategy {
+pub(crate) enum Strategy {
     /// No tag: objects merge key by key, lists are replaced whole.
     Default,
     /// `patchStrategy:"replace"`: the patch value replaces the field, objects included.
@@ -27,23 +28,25 @@ pub(super) enum Strategy {
 
 /// One JSON field of an API type.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Field {
+pub(crate) struct Field {
     pub name: &'static str,
     pub strategy: Strategy,
     /// The type of the field's value, or of its elements for a list; `None` when nothing
     /// inside it has a strategy.
     pub schema: Option<&'static Schema>,
+    /// `retainKeys` is part of the field's `patchStrategy` (see the module comment).
+    pub retain_keys: bool,
 }
 
 /// The fields of one API type (a Go struct) that matter to strategic merge patch.
 #[derive(Debug)]
-pub(super) struct Schema {
+pub(crate) struct Schema {
     pub fields: &'static [Field],
 }
 
 /// What a patch needs to know about one field.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct FieldMeta {
+pub(crate) struct FieldMeta {
     pub strategy: Strategy,
     pub schema: Option<&'static Schema>,
 }
@@ -65,7 +68,7 @@ impl FieldMeta {
 }
 
 /// The metadata of `name` inside a value of type `schema` (`None`: untyped).
-pub(super) fn field(schema: Option<&'static Schema>, name: &str) -> FieldMeta {
+pub(crate) fn field(schema: Option<&'static Schema>, name: &str) -> FieldMeta {
     schema
         .and_then(|s| s.fields.iter().find(|f| f.name == name))
         .map_or(FieldMeta::DEFAULT, |f| FieldMeta {
@@ -76,7 +79,7 @@ pub(super) fn field(schema: Option<&'static Schema>, name: &str) -> FieldMeta {
 
 /// The type of a whole object of `kind`. Kinds without tagged fields beyond ObjectMeta
 /// (ConfigMap, Role, Ingress, EndpointSlice, NetworkPolicy, …) share [`OBJECT`].
-pub(super) fn for_kind(kind: &str) -> &'static Schema {
+pub(crate) fn for_kind(kind: &str) -> &'static Schema {
     match kind {
         "Pod" => &POD,
         "PodTemplate" => &POD_TEMPLATE,
@@ -110,6 +113,7 @@ const fn object(name: &'static str, schema: &'static Schema) -> Field {
         name,
         strategy: Strategy::Default,
         schema: Some(schema),
+        retain_keys: false,
     }
 }
 
@@ -118,6 +122,7 @@ const fn merged_by(name: &'static str, merge_key: &'static str) -> Field {
         name,
         strategy: Strategy::Merge { merge_key },
         schema: None,
+        retain_keys: false,
     }
 }
 
@@ -130,6 +135,7 @@ const fn merged_by_with(
         name,
         strategy: Strategy::Merge { merge_key },
         schema: Some(elements),
+        retain_keys: false,
     }
 }
 
@@ -138,6 +144,7 @@ const fn merged_set(name: &'static str) -> Field {
         name,
         strategy: Strategy::Merge { merge_key: "" },
         schema: None,
+        retain_keys: false,
     }
 }
 
@@ -146,6 +153,25 @@ const fn replaced(name: &'static str) -> Field {
         name,
         strategy: Strategy::Replace,
         schema: None,
+        retain_keys: false,
+    }
+}
+
+/// `patchStrategy:"retainKeys"` on an object field.
+const fn retained(name: &'static str) -> Field {
+    Field {
+        name,
+        strategy: Strategy::Default,
+        schema: None,
+        retain_keys: true,
+    }
+}
+
+/// `patchStrategy:"merge,retainKeys"` on a list merged by `merge_key`.
+const fn merged_by_retaining(name: &'static str, merge_key: &'static str) -> Field {
+    Field {
+        retain_keys: true,
+        ..merged_by(name, merge_key)
     }
 }
 
@@ -189,7 +215,7 @@ static CONTAINER: Schema = Schema {
 
 static POD_SPEC: Schema = Schema {
     fields: &[
-        merged_by("volumes", "name"),
+        merged_by_retaining("volumes", "name"),
         merged_by_with("initContainers", "name", &CONTAINER),
         merged_by_with("containers", "name", &CONTAINER),
         merged_by_with("ephemeralContainers", "name", &CONTAINER),
@@ -197,7 +223,7 @@ static POD_SPEC: Schema = Schema {
         merged_by("hostAliases", "ip"),
         merged_by("topologySpreadConstraints", "topologyKey"),
         merged_by("schedulingGates", "name"),
-        merged_by("resourceClaims", "name"),
+        merged_by_retaining("resourceClaims", "name"),
     ],
 };
 
@@ -232,9 +258,10 @@ static POD_TEMPLATE: Schema = Schema {
 
 // Workloads: apps/v1, batch/v1, core/v1 ReplicationController
 
-/// The spec of every workload that owns a pod template at `spec.template`.
+/// The spec of every workload that owns a pod template at `spec.template`; `strategy` is
+/// DeploymentSpec's (the other specs have no field of that name).
 static SPEC_WITH_POD_TEMPLATE: Schema = Schema {
-    fields: &[object("template", &POD_TEMPLATE_SPEC)],
+    fields: &[object("template", &POD_TEMPLATE_SPEC), retained("strategy")],
 };
 
 /// Deployment, DaemonSet, StatefulSet, ReplicaSet, ReplicationController and Job: a pod
