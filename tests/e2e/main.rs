@@ -8,3 +8,4 @@ mod clients;
 mod concurrency;
 mod durability;
 mod kube_rs;
+mod protobuf;

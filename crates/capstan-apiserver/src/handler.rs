@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use capstan_api::object;
+use capstan_api::protobuf;
 use capstan_api::resource::{ResourceInfo, Subresource};
 use capstan_api::selector::{FieldSelector, LabelSelector};
 use capstan_api::table;
@@ -71,6 +72,22 @@ fn ok_json(value: &Value) -> Response<Body> {
     json_response(StatusCode::OK, "application/json", value)
 }
 
+/// An object answered in the client's encoding: protobuf for a client that accepts only protobuf,
+/// JSON otherwise (and when the object's kind has no protobuf schema).
+fn object_response(status: StatusCode, accept: &str, value: &Value) -> Response<Body> {
+    if rendering(accept) == Ok(Rendering::Protobuf)
+        && let Ok(bytes) = protobuf::encode(value)
+    {
+        let mut response = Response::new(full(bytes));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(protobuf::MEDIA_TYPE));
+        return response;
+    }
+    json_response(status, "application/json", value)
+}
+
 /// A prebuilt JSON document, with its hash as the ETag; clients revalidate unless they asked
 /// for it by hash.
 fn published(doc: &openapi::Published) -> Response<Body> {
@@ -96,6 +113,8 @@ enum Rendering {
     Object,
     Table,
     PartialObjectMetadata,
+    /// Objects as `application/vnd.kubernetes.protobuf`, for clients that accept nothing else.
+    Protobuf,
 }
 
 fn rendering(accept: &str) -> Result<Rendering, ApiError> {
@@ -127,6 +146,12 @@ fn rendering(accept: &str) -> Result<Rendering, ApiError> {
         .any(|m| m.trim().starts_with("application/json"))
     {
         return Ok(Rendering::Object);
+    }
+    if accept
+        .split(',')
+        .any(|m| m.trim().starts_with(protobuf::MEDIA_TYPE))
+    {
+        return Ok(Rendering::Protobuf);
     }
     Err(ApiError::NotAcceptable(format!(
         "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io; got {accept:?}"
@@ -174,8 +199,13 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Api
                 ))
             })
         }
+        protobuf::MEDIA_TYPE => protobuf::decode(body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body of the request could not be decoded as protobuf: {e}"
+            ))
+        }),
         other => Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {other:?}"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {other:?}"
         ))),
     }
 }
@@ -302,7 +332,8 @@ impl Handler {
             }
             (Verb::Get, Some(Subresource::Scale)) => {
                 let object = self.registry.get(resource, namespace, name)?;
-                Ok(ok_json(&scale_of(resource, &object)?))
+                let scale = scale_of(resource, &object)?;
+                Ok(object_response(StatusCode::OK, &request.accept, &scale))
             }
             (Verb::Get, _) => {
                 let object = self.registry.get(resource, namespace, name)?;
@@ -335,7 +366,11 @@ impl Handler {
                     .registry
                     .create(resource, namespace, body, write_options(query)?)
                     .await?;
-                Ok(written_response(StatusCode::CREATED, written))
+                Ok(written_response(
+                    StatusCode::CREATED,
+                    &request.accept,
+                    written,
+                ))
             }
             (Verb::Update, Some(Subresource::Scale)) | (Verb::Patch, Some(Subresource::Scale)) => {
                 self.scale(request, &r).await
@@ -346,7 +381,7 @@ impl Handler {
                     .registry
                     .update(resource, namespace, name, sub, body, write_options(query)?)
                     .await?;
-                Ok(written_response(StatusCode::OK, written))
+                Ok(written_response(StatusCode::OK, &request.accept, written))
             }
             (Verb::Patch, sub) => {
                 let patch_type =
@@ -360,7 +395,7 @@ impl Handler {
                         registry.decode_body(resource, patched, options.field_validation)
                     })
                     .await?;
-                Ok(written_response(StatusCode::OK, written))
+                Ok(written_response(StatusCode::OK, &request.accept, written))
             }
             (Verb::Delete, _) => {
                 let options = delete_options(request)?;
@@ -370,9 +405,10 @@ impl Handler {
                     .await?;
                 if removed && resource.kind != "Pod" {
                     let details = json!({"name": name, "group": resource.group, "kind": resource.plural, "uid": object::uid(&object)});
-                    Ok(ok_json(&success_status(details)))
+                    let status = success_status(details);
+                    Ok(object_response(StatusCode::OK, &request.accept, &status))
                 } else {
-                    Ok(ok_json(&object))
+                    Ok(object_response(StatusCode::OK, &request.accept, &object))
                 }
             }
             (Verb::DeleteCollection, _) => {
@@ -422,8 +458,15 @@ impl Handler {
         let watch =
             ResourceWatch::start(&self.registry, resource, r.namespace.as_deref(), options)?;
         let render = move |event: &WatchEvent| -> Bytes {
+            if rendering == Rendering::Protobuf {
+                // An object without a schema cannot occur: watches serve registered kinds.
+                return Bytes::from(
+                    protobuf::encode_watch_event(event.event_type, event.object())
+                        .unwrap_or_default(),
+                );
+            }
             let rendered = match (rendering, event.event_type) {
-                (_, "BOOKMARK") | (Rendering::Object, _) => None,
+                (_, "BOOKMARK") | (Rendering::Object | Rendering::Protobuf, _) => None,
                 (Rendering::Table, _) => Some(table_of(
                     resource,
                     std::slice::from_ref(event.object()),
@@ -464,10 +507,10 @@ impl Handler {
             Some((Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))), watch))
         });
         let mut response = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
-        let content_type = if rendering == Rendering::Table {
-            TABLE_CONTENT_TYPE
-        } else {
-            "application/json"
+        let content_type = match rendering {
+            Rendering::Table => TABLE_CONTENT_TYPE,
+            Rendering::Protobuf => protobuf::WATCH_MEDIA_TYPE,
+            Rendering::Object | Rendering::PartialObjectMetadata => "application/json",
         };
         response
             .headers_mut()
@@ -600,7 +643,8 @@ impl Handler {
                 },
             )
             .await?;
-        let mut response = ok_json(&scale_of(resource, &written.object)?);
+        let scale = scale_of(resource, &written.object)?;
+        let mut response = object_response(StatusCode::OK, &request.accept, &scale);
         add_warnings(&mut response, &written.warnings);
         Ok(response)
     }
@@ -638,13 +682,13 @@ fn add_warnings(response: &mut Response<Body>, warnings: &[String]) {
     }
 }
 
-fn written_response(created: StatusCode, written: Written) -> Response<Body> {
+fn written_response(created: StatusCode, accept: &str, written: Written) -> Response<Body> {
     let status = if written.created {
         created
     } else {
         StatusCode::OK
     };
-    let mut response = json_response(status, "application/json", &written.object);
+    let mut response = object_response(status, accept, &written.object);
     add_warnings(&mut response, &written.warnings);
     response
 }
@@ -778,6 +822,7 @@ fn render_object(
 ) -> Result<Response<Body>, ApiError> {
     match rendering(accept)? {
         Rendering::Object => Ok(ok_json(object)),
+        Rendering::Protobuf => Ok(object_response(StatusCode::OK, accept, object)),
         Rendering::PartialObjectMetadata => Ok(ok_json(&object::partial_metadata(object))),
         Rendering::Table => Ok(json_response(
             StatusCode::OK,
@@ -810,6 +855,10 @@ fn render_list(
             Ok(ok_json(
                 &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items}),
             ))
+        }
+        Rendering::Protobuf => {
+            let list = json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": metadata, "items": page.items});
+            Ok(object_response(StatusCode::OK, accept, &list))
         }
         Rendering::Object => {
             let mut response = Response::new(full(encode_list(
@@ -939,7 +988,11 @@ mod tests {
             rendering("application/vnd.kubernetes.protobuf, application/json").unwrap(),
             Rendering::Object
         );
-        assert!(rendering("application/vnd.kubernetes.protobuf").is_err());
+        assert_eq!(
+            rendering("application/vnd.kubernetes.protobuf").unwrap(),
+            Rendering::Protobuf
+        );
+        assert!(rendering("application/xml").is_err());
     }
 
     #[test]
@@ -979,7 +1032,36 @@ mod tests {
         );
         let err = decode_body(Some("application/json"), b"{\"a\":").unwrap_err();
         assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
-        let err = decode_body(Some("application/vnd.kubernetes.protobuf"), b"k8s\0").unwrap_err();
+        let err = decode_body(Some("application/cbor"), b"{}").unwrap_err();
         assert_eq!(err.status_code(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[test]
+    fn protobuf_bodies_decode_and_malformed_ones_answer_400() {
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
+        let body = protobuf::encode(&namespace).unwrap();
+        assert_eq!(
+            decode_body(Some(protobuf::MEDIA_TYPE), &body).unwrap(),
+            namespace
+        );
+        for bad in [&b"k8s\0"[..], b"{}", &body[..body.len() - 3]] {
+            let err = decode_body(Some(protobuf::MEDIA_TYPE), bad).unwrap_err();
+            assert_eq!(err.status_code(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_client_that_accepts_only_protobuf_gets_protobuf() {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+        let response = object_response(StatusCode::CREATED, protobuf::MEDIA_TYPE, &secret);
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()[CONTENT_TYPE], protobuf::MEDIA_TYPE);
+        let response = object_response(
+            StatusCode::OK,
+            "application/vnd.kubernetes.protobuf, application/json",
+            &secret,
+        );
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
     }
 }

@@ -175,6 +175,27 @@ pub fn encode(object: &Value) -> Result<Vec<u8>, ProtobufError> {
     Ok(out)
 }
 
+/// The media type of a protobuf watch stream.
+pub const WATCH_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
+
+/// One frame of a protobuf watch stream, as Go's streaming encoder writes it: a 4-byte
+/// big-endian length, then a `metav1.WatchEvent` without envelope whose `object` is a
+/// `RawExtension` holding the object's own protobuf body (`k8s\0` + `Unknown`).
+pub fn encode_watch_event(event_type: &str, object: &Value) -> Result<Vec<u8>, ProtobufError> {
+    let mut raw_extension = Vec::new();
+    put_len(&mut raw_extension, 1, &encode(object)?);
+    let mut event = Vec::new();
+    put_len(&mut event, 1, event_type.as_bytes());
+    put_len(&mut event, 2, &raw_extension);
+    let length = u32::try_from(event.len()).map_err(|_| ProtobufError::Unencodable {
+        path: String::new(),
+        message: "a watch event larger than 4 GiB".into(),
+    })?;
+    let mut frame = length.to_be_bytes().to_vec();
+    frame.extend_from_slice(&event);
+    Ok(frame)
+}
+
 /// Decodes the bytes of one message (no envelope) by its full proto name; for tests and tools.
 pub fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtobufError> {
     let message = find(name)?;

@@ -483,3 +483,18 @@ fn json_that_does_not_fit_the_schema_is_refused_with_its_path() {
         }
     );
 }
+
+#[test]
+fn watch_events_are_length_prefixed_and_hold_the_object_as_a_protobuf_body() {
+    let object = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+    let frame = encode_watch_event("ADDED", &object).unwrap();
+    let (length, event) = frame.split_at(4);
+    assert_eq!(
+        u32::from_be_bytes(length.try_into().unwrap()) as usize,
+        event.len()
+    );
+    let event = meta::WatchEvent::decode(event).unwrap();
+    assert_eq!(event.r#type.as_deref(), Some("ADDED"));
+    let raw = event.object.unwrap().raw.unwrap();
+    assert_eq!(decode(&raw).unwrap(), object);
+}
