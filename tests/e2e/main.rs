@@ -9,3 +9,4 @@ mod concurrency;
 mod durability;
 mod kube_rs;
 mod protobuf;
+mod server_side_apply;

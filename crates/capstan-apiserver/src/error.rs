@@ -37,6 +37,16 @@ pub enum ApiError {
         name: String,
         detail: String,
     },
+    /// 409: a server-side apply would change fields other managers own; `force` takes them.
+    #[error("{message}")]
+    ApplyConflict {
+        group: String,
+        resource: String,
+        name: String,
+        message: String,
+        /// (field path, message) of each conflict.
+        causes: Vec<(String, String)>,
+    },
     /// 422: the object breaks validation; every field error is listed.
     #[error("{} {name:?} is invalid: {}", qualify(kind, group), aggregate_message(.errors))]
     Invalid {
@@ -93,7 +103,9 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::UnknownPath => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } | ApiError::InvalidRequest(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -114,7 +126,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::UnknownPath => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } | ApiError::InvalidRequest(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",

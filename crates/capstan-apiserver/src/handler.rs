@@ -45,6 +45,7 @@ pub struct ApiRequest {
     pub content_type: Option<String>,
     pub body: Bytes,
     pub user: UserInfo,
+    pub user_agent: String,
 }
 
 /// The server-wide state handlers use.
@@ -210,6 +211,35 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Api
     }
 }
 
+fn is_apply(content_type: Option<&str>) -> bool {
+    content_type
+        .is_some_and(|c| c.split(';').next().map(str::trim) == Some("application/apply-patch+yaml"))
+}
+
+/// The field manager of a write: `fieldManager`, or as Kubernetes derives it, the client's
+/// `User-Agent` up to its first `/`.
+fn field_manager(request: &ApiRequest) -> Result<String, ApiError> {
+    let manager = match request.query.get("fieldManager") {
+        Some(m) => m.to_string(),
+        None => request
+            .user_agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    if manager.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "fieldManager: Too long: may not be more than 128 bytes".into(),
+        ));
+    }
+    Ok(if manager.is_empty() {
+        "unknown".into()
+    } else {
+        manager
+    })
+}
+
 fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
     if let Some(d) = query.get("dryRun")
         && d != "All"
@@ -221,6 +251,15 @@ fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
     Ok(WriteOptions {
         dry_run: query.dry_run(),
         field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
+        field_manager: None,
+    })
+}
+
+/// The options of a client's write, with its field manager.
+fn client_write_options(request: &ApiRequest) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions {
+        field_manager: Some(field_manager(request)?),
+        ..write_options(&request.query)?
     })
 }
 
@@ -364,7 +403,7 @@ impl Handler {
                 let body = decode_body(request.content_type.as_deref(), &request.body)?;
                 let written = self
                     .registry
-                    .create(resource, namespace, body, write_options(query)?)
+                    .create(resource, namespace, body, client_write_options(request)?)
                     .await?;
                 Ok(written_response(
                     StatusCode::CREATED,
@@ -379,20 +418,43 @@ impl Handler {
                 let body = decode_body(request.content_type.as_deref(), &request.body)?;
                 let written = self
                     .registry
-                    .update(resource, namespace, name, sub, body, write_options(query)?)
+                    .update(
+                        resource,
+                        namespace,
+                        name,
+                        sub,
+                        body,
+                        client_write_options(request)?,
+                    )
                     .await?;
                 Ok(written_response(StatusCode::OK, &request.accept, written))
+            }
+            (Verb::Patch, None) if is_apply(request.content_type.as_deref()) => {
+                // The body of an apply is YAML (or JSON, which is YAML).
+                let body = decode_body(Some("application/yaml"), &request.body)?;
+                let force = query.flag("force");
+                let options = client_write_options(request)?;
+                let written = self
+                    .registry
+                    .apply(resource, namespace, name, body, force, options)
+                    .await?;
+                Ok(written_response(
+                    StatusCode::CREATED,
+                    &request.accept,
+                    written,
+                ))
             }
             (Verb::Patch, sub) => {
                 let patch_type =
                     PatchType::from_content_type(request.content_type.as_deref().unwrap_or(""))?;
-                let options = write_options(query)?;
+                let options = client_write_options(request)?;
+                let validation = options.field_validation;
                 let registry = &self.registry;
                 let written = registry
                     .update_with(resource, namespace, name, sub, options, |current| {
                         let patched =
                             patch::apply(resource.kind, patch_type, current, &request.body)?;
-                        registry.decode_body(resource, patched, options.field_validation)
+                        registry.decode_body(resource, patched, validation)
                     })
                     .await?;
                 Ok(written_response(StatusCode::OK, &request.accept, written))
@@ -590,7 +652,7 @@ impl Handler {
     ) -> Result<Response<Body>, ApiError> {
         let resource = r.resource;
         let name = r.name.as_deref().unwrap_or_default();
-        let options = write_options(&request.query)?;
+        let options = client_write_options(request)?;
         let patch_type = match r.verb {
             Verb::Patch => Some(PatchType::from_content_type(
                 request.content_type.as_deref().unwrap_or(""),

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 use crate::service_ips::{self, ServiceRange};
+use capstan_api::managed_fields::{self, Writer};
 
 /// Largest object the store keeps, as etcd's default request limit.
 pub const MAX_OBJECT_BYTES: usize = 1_572_864;
@@ -46,10 +47,29 @@ impl FieldValidation {
 }
 
 /// Options every write takes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// Who writes, for `managedFields`; `None` for writes that keep ownership as it is (the
+    /// server's own, and applies, which record ownership themselves).
+    pub field_manager: Option<String>,
+}
+
+impl WriteOptions {
+    fn writer<'a>(
+        &'a self,
+        resource: &'a ResourceInfo,
+        api_version: &'a str,
+        time: &'a str,
+    ) -> Option<Writer<'a>> {
+        let _ = resource;
+        self.field_manager.as_deref().map(|manager| Writer {
+            manager,
+            api_version,
+            time,
+        })
+    }
 }
 
 /// The result of a write: the object as stored (or as it would be, for a dry run), whether it
@@ -499,6 +519,10 @@ impl Registry {
         if !errors.is_empty() {
             return Err(invalid(resource, &name, errors));
         }
+        let (api_version, time) = (resource.api_version(), format_time(now()));
+        if let Some(writer) = options.writer(resource, &api_version, &time) {
+            managed_fields::record_update(resource.kind, None, &mut object, &writer);
+        }
         self.check_namespace_open(resource, namespace, &name)?;
         let _allocation = if resource.kind == "Service" {
             let guard = self.service_allocation.lock().await;
@@ -580,6 +604,12 @@ impl Registry {
             if !errors.is_empty() {
                 return Err(invalid(resource, name, errors));
             }
+            let (api_version, time) = (resource.api_version(), format_time(now()));
+            if subresource.is_none()
+                && let Some(writer) = options.writer(resource, &api_version, &time)
+            {
+                managed_fields::record_update(resource.kind, Some(&current), &mut object, &writer);
+            }
             if without_resource_version(&object) == without_resource_version(&current) {
                 return Ok(written(resource, current, false, warnings));
             }
@@ -625,6 +655,77 @@ impl Registry {
         let (decoded, warnings) = self.decode_body(resource, body, options.field_validation)?;
         self.update_with(resource, namespace, name, subresource, options, |_| {
             Ok((decoded.clone(), warnings.clone()))
+        })
+        .await
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): creates the object if missing,
+    /// merges the applied configuration otherwise, with field ownership and conflicts.
+    pub async fn apply(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        force: bool,
+        options: WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let manager = options.field_manager.clone().ok_or_else(|| {
+            ApiError::BadRequest(
+                "PATCH requests with apply content type require a fieldManager".into(),
+            )
+        })?;
+        let (applied, warnings) = self.decode_body(resource, body, options.field_validation)?;
+        if let Some(body_name) = object::name(&applied)
+            && body_name != name
+        {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let (api_version, time) = (resource.api_version(), format_time(now()));
+        let writer = Writer {
+            manager: &manager,
+            api_version: &api_version,
+            time: &time,
+        };
+        let apply_error = |conflicts: Vec<managed_fields::Conflict>| ApiError::ApplyConflict {
+            group: resource.group.to_string(),
+            resource: resource.plural.to_string(),
+            name: name.to_string(),
+            message: managed_fields::conflicts_message(&conflicts),
+            causes: conflicts
+                .iter()
+                .map(|c| (c.path.clone(), format!("conflict with {:?}", c.manager)))
+                .collect(),
+        };
+        // The apply records ownership itself.
+        let internal = WriteOptions {
+            field_manager: None,
+            ..options
+        };
+        if self.get(resource, namespace, name).is_err() {
+            let mut object = managed_fields::apply(resource.kind, None, &applied, &writer, force)
+                .map_err(apply_error)?;
+            object::set_meta(&mut object, "name", json!(name));
+            match self
+                .create(resource, namespace, object, internal.clone())
+                .await
+            {
+                Err(ApiError::AlreadyExists { .. }) => {} // created meanwhile: apply over it
+                other => {
+                    return other.map(|w| Written {
+                        warnings: [warnings.clone(), w.warnings].concat(),
+                        ..w
+                    });
+                }
+            }
+        }
+        self.update_with(resource, namespace, name, None, internal, |current| {
+            let merged =
+                managed_fields::apply(resource.kind, Some(current), &applied, &writer, force)
+                    .map_err(apply_error)?;
+            Ok((merged, warnings.clone()))
         })
         .await
     }

@@ -160,6 +160,7 @@ async fn handle(
     };
     let accept = header(ACCEPT).unwrap_or_default();
     let content_type = header(CONTENT_TYPE);
+    let user_agent = header(hyper::header::USER_AGENT).unwrap_or_default();
     let method = request.method().clone();
     let body = match read_body(request.into_body()).await {
         Ok(body) => body,
@@ -174,6 +175,7 @@ async fn handle(
         content_type,
         body,
         user,
+        user_agent,
     };
     isolate_panics(handler.handle(api_request)).await
 }
