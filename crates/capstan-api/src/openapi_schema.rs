@@ -72,12 +72,19 @@ pub fn components() -> Map<String, Value> {
         );
     }
 
+    for schema in schemas.values_mut() {
+        unrequire_defaulted_fields(schema);
+    }
+
     let mut annotated = HashSet::new();
     for r in &kinds {
         let name = schema_name(r);
         let Some(Value::Object(kind_schema)) = schemas.get_mut(&name) else {
             continue;
         };
+        // k8s-openapi requires `metadata` because its struct field is not an Option;
+        // Kubernetes does not.
+        remove_required(kind_schema, |field, _| field == "metadata");
         kind_schema.insert("x-kubernetes-group-version-kind".into(), gvk(r, r.kind));
         let list = list_schema(r, kind_schema);
         schemas.insert(list_schema_name(r), list);
@@ -89,6 +96,40 @@ pub fn components() -> Map<String, Value> {
         );
     }
     schemas
+}
+
+/// k8s-openapi lists as required the fields that Kubernetes gives a default instead (its
+/// structs hold them without an `Option`). Those that matter are the `name` of the
+/// LocalObjectReference family, which Kubernetes' own description calls "allowed to be
+/// empty"; kubectl would otherwise refuse manifests without them when validating on the client.
+fn unrequire_defaulted_fields(schema: &mut Value) {
+    if let Value::Object(schema) = schema {
+        remove_required(schema, |_, property| {
+            property["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("is allowed to be empty"))
+        });
+    }
+}
+
+fn remove_required(schema: &mut Map<String, Value>, drop: impl Fn(&str, &Value) -> bool) {
+    let Some(Value::Array(required)) = schema.get("required") else {
+        return;
+    };
+    let properties = &schema["properties"];
+    let kept: Vec<Value> = required
+        .iter()
+        .filter(|field| {
+            let field = field.as_str().unwrap_or_default();
+            !drop(field, &properties[field])
+        })
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        schema.remove("required");
+    } else {
+        schema.insert("required".into(), Value::Array(kept));
+    }
 }
 
 fn gvk(r: &ResourceInfo, kind: &str) -> Value {

@@ -345,12 +345,18 @@ impl Handler {
                 }
                 read_only(response)
             }
-            // Only JSON is served: a client that asks for the protobuf document alone (kubectl
-            // does) gets 404 and falls back to its compiled-in types.
-            Endpoint::OpenApiV2 if !openapi::accepts_json(&request.accept) => {
-                Err(ApiError::UnknownPath)
-            }
-            Endpoint::OpenApiV2 => read_only(published(openapi::v2())),
+            Endpoint::OpenApiV2 => match openapi::v2_encoding(&request.accept) {
+                Some(openapi::V2Encoding::Json) => read_only(published(openapi::v2())),
+                Some(openapi::V2Encoding::Protobuf) => {
+                    let mut response = Response::new(full(openapi::v2_protobuf()));
+                    response.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static(openapi::V2_PROTOBUF_CONTENT_TYPE),
+                    );
+                    read_only(response)
+                }
+                None => Err(ApiError::NotAcceptable(request.accept.clone())),
+            },
             Endpoint::Resource(r) => self.resource(request, r).await,
         }
     }

@@ -1,5 +1,6 @@
 //! The OpenAPI documents: v3 per group/version (`/openapi/v3/apis/apps/v1`, linked from
-//! `/openapi/v3` with a content hash) and v2 in one piece (`/openapi/v2`, JSON).
+//! `/openapi/v3` with a content hash) and v2 in one piece (`/openapi/v2`, as JSON or as the
+//! protobuf kubectl asks for, see [`protobuf`]).
 //!
 //! Paths list every operation kubectl inspects: each path of each resource, its
 //! `x-kubernetes-group-version-kind`, and the `fieldValidation`, `dryRun` and `fieldManager`
@@ -10,6 +11,8 @@
 //!
 //! kubectl fetches documents on every `apply`, so they are built once, on first use, and
 //! served as bytes.
+
+mod protobuf;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
@@ -44,6 +47,7 @@ struct Documents {
     v3: HashMap<String, Published>,
     root: Published,
     v2: Published,
+    v2_protobuf: Bytes,
 }
 
 static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
@@ -81,6 +85,7 @@ static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
     Documents {
         v3,
         root: Published::new(&json!({"paths": root_paths})),
+        v2_protobuf: protobuf::encode(&v2).into(),
         v2: Published::new(&v2),
     }
 });
@@ -101,13 +106,42 @@ pub fn v2() -> &'static Published {
     &DOCUMENTS.v2
 }
 
-/// Whether `accept` takes a JSON answer (also when it names nothing).
-pub fn accepts_json(accept: &str) -> bool {
-    accept.trim().is_empty()
-        || accept.split(',').any(|media| {
-            let media = media.split(';').next().unwrap_or_default().trim();
-            matches!(media, "application/json" | "*/*" | "application/*")
-        })
+/// `/openapi/v2` as gnostic protobuf: the same document.
+pub fn v2_protobuf() -> Bytes {
+    DOCUMENTS.v2_protobuf.clone()
+}
+
+/// The media type clients ask for the protobuf v2 document.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// The Content-Type of the protobuf v2 document: [`V2_PROTOBUF`] is no valid media type (`@`),
+/// and client-go refuses a Content-Type it cannot parse.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// How `/openapi/v2` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V2Encoding {
+    Json,
+    Protobuf,
+}
+
+/// The first encoding of `accept` that is served (JSON when it names none); `None` when it
+/// names only others.
+pub fn v2_encoding(accept: &str) -> Option<V2Encoding> {
+    if accept.trim().is_empty() {
+        return Some(V2Encoding::Json);
+    }
+    accept.split(',').find_map(|media| {
+        let media = media.split(';').next().unwrap_or_default().trim();
+        match media {
+            V2_PROTOBUF | "application/com.github.proto-openapi.spec.v2.v1.0+protobuf" => {
+                Some(V2Encoding::Protobuf)
+            }
+            "application/json" | "*/*" | "application/*" => Some(V2Encoding::Json),
+            _ => None,
+        }
+    })
 }
 
 fn group_version_path(group: &str, version: &str) -> String {
@@ -604,6 +638,22 @@ mod tests {
     }
 
     #[test]
+    fn fields_kubernetes_defaults_are_not_required() {
+        let doc = v3("apps", "v1");
+        assert!(
+            schema(&doc, "io.k8s.api.apps.v1.Deployment")
+                .get("required")
+                .is_none()
+        );
+        let selector = schema(&doc, "io.k8s.api.core.v1.ConfigMapKeySelector");
+        assert_eq!(selector["required"], json!(["key"]));
+        let reference = schema(&doc, "io.k8s.api.core.v1.LocalObjectReference");
+        assert!(reference.get("required").is_none());
+        let container = schema(&doc, "io.k8s.api.core.v1.Container");
+        assert_eq!(container["required"], json!(["name"]));
+    }
+
+    #[test]
     fn int_or_string_and_quantity_take_kubernetes_shapes_in_v3_and_v2() {
         let doc = v3("apps", "v1");
         let int_or_string = schema(&doc, "io.k8s.apimachinery.pkg.util.intstr.IntOrString");
@@ -657,12 +707,86 @@ mod tests {
     }
 
     #[test]
-    fn v2_is_offered_to_clients_that_take_json() {
-        assert!(accepts_json("application/json"));
-        assert!(accepts_json(""));
-        assert!(accepts_json("application/json;q=0.9, */*"));
-        assert!(!accepts_json(
-            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-        ));
+    fn v2_is_served_in_the_first_encoding_the_client_accepts() {
+        assert_eq!(v2_encoding("application/json"), Some(V2Encoding::Json));
+        assert_eq!(v2_encoding(""), Some(V2Encoding::Json));
+        assert_eq!(v2_encoding("text/html, */*;q=0.8"), Some(V2Encoding::Json));
+        assert_eq!(v2_encoding(V2_PROTOBUF), Some(V2Encoding::Protobuf));
+        assert_eq!(
+            v2_encoding(&format!("{V2_PROTOBUF}, application/json")),
+            Some(V2Encoding::Protobuf)
+        );
+        assert_eq!(v2_encoding("application/yaml"), None);
+    }
+
+    /// The length-delimited fields numbered `field` of a protobuf message.
+    fn fields(message: &[u8], field: u64) -> Vec<&[u8]> {
+        fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+            let mut value = 0;
+            for shift in (0..64).step_by(7) {
+                let byte = bytes[*at];
+                *at += 1;
+                value |= u64::from(byte & 0x7f) << shift;
+                if byte < 0x80 {
+                    break;
+                }
+            }
+            value
+        }
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < message.len() {
+            let key = varint(message, &mut at);
+            match key & 7 {
+                0 => {
+                    varint(message, &mut at);
+                }
+                1 => at += 8,
+                2 => {
+                    let len = varint(message, &mut at) as usize;
+                    if key >> 3 == field {
+                        out.push(&message[at..at + len]);
+                    }
+                    at += len;
+                }
+                other => panic!("wire type {other}"),
+            }
+        }
+        out
+    }
+
+    fn named<'a>(entries: Vec<&'a [u8]>, name: &str) -> &'a [u8] {
+        entries
+            .into_iter()
+            .find(|entry| fields(entry, 1) == [name.as_bytes()])
+            .map(|entry| fields(entry, 2)[0])
+            .unwrap_or_else(|| panic!("no entry {name}"))
+    }
+
+    #[test]
+    fn the_protobuf_v2_document_holds_each_kind_with_its_group_version_kind() {
+        let doc = v2_protobuf();
+        assert_eq!(fields(&doc, 1), [b"2.0".as_slice()]);
+        let definitions = fields(&doc, 9)[0];
+        let deployment = named(fields(definitions, 1), "io.k8s.api.apps.v1.Deployment");
+        let extension = named(fields(deployment, 31), "x-kubernetes-group-version-kind");
+        let yaml: Value = serde_json::from_slice(fields(extension, 2)[0]).unwrap();
+        assert_eq!(
+            yaml,
+            json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
+        );
+        // Properties keep their `$ref`: Schema.properties (25) → NamedSchema → Schema._ref (1).
+        let properties = fields(deployment, 25)[0];
+        let spec = named(fields(properties, 1), "spec");
+        assert_eq!(
+            fields(spec, 1),
+            [b"#/definitions/io.k8s.api.apps.v1.DeploymentSpec".as_slice()]
+        );
+        let paths = fields(&doc, 8)[0];
+        let item = named(
+            fields(paths, 2),
+            "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+        );
+        assert_eq!(fields(item, 8).len(), 1, "a patch operation");
     }
 }
