@@ -8,5 +8,6 @@ mod clients;
 mod concurrency;
 mod durability;
 mod kube_rs;
+mod openapi;
 mod protobuf;
 mod server_side_apply;
