@@ -34,7 +34,10 @@ spec:
 fn explain_describes_fields_at_any_depth() {
     let cluster = Cluster::start();
     let out = cluster.kubectl(&["explain", "deployment.spec.strategy.rollingUpdate"]);
-    assert!(out.contains("FIELD: rollingUpdate <RollingUpdateDeployment>"), "{out}");
+    assert!(
+        out.contains("FIELD: rollingUpdate <RollingUpdateDeployment>"),
+        "{out}"
+    );
     assert!(out.contains("maxSurge\t<IntOrString>"), "{out}");
     assert!(
         out.contains("The maximum number of pods that can be scheduled above the desired number"),
@@ -159,7 +162,10 @@ fn documents_are_cacheable_by_hash_and_v2_is_served_as_json_too() {
     let (code, headers) = cluster.curl(true, &["-D", "-", "-o", "/dev/null"], &url);
     assert_eq!(code, 200);
     let headers = headers.to_lowercase();
-    assert!(headers.contains("cache-control: public, immutable"), "{headers}");
+    assert!(
+        headers.contains("cache-control: public, immutable"),
+        "{headers}"
+    );
     assert!(headers.contains("etag: \""), "{headers}");
 
     let (code, v2) = cluster.curl(true, &["-H", "Accept: application/json"], "/openapi/v2");
@@ -167,8 +173,7 @@ fn documents_are_cacheable_by_hash_and_v2_is_served_as_json_too() {
     let v2: serde_json::Value = serde_json::from_str(&v2).unwrap();
     assert_eq!(v2["swagger"], "2.0");
     assert_eq!(
-        v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"][0]
-            ["kind"],
+        v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"][0]["kind"],
         "Deployment"
     );
 }
