@@ -80,15 +80,17 @@ impl FieldSet {
         match path.split_first() {
             None => {}
             Some((first, [])) if first == ITSELF => self.itself = false,
-            Some((first, [])) => {
+            // A leaf goes; a subtree named by its parent path alone stays (only its leaves
+            // can be removed).
+            Some((first, []))
                 if self
                     .children
                     .get(first)
-                    .is_some_and(|c| c.children.is_empty())
-                {
-                    self.children.remove(first);
-                }
+                    .is_some_and(|c| c.children.is_empty()) =>
+            {
+                self.children.remove(first);
             }
+            Some((_, [])) => {}
             Some((first, rest)) => {
                 if let Some(child) = self.children.get_mut(first) {
                     child.remove(rest);
