@@ -1084,6 +1084,14 @@ mod tests {
             .unwrap();
     }
 
+    /// Creates a ConfigMap in `default` with default options.
+    async fn create_configmap(r: &Registry, body: Value) -> Written {
+        let cm = res("", "configmaps");
+        r.create(cm, Some("default"), body, WriteOptions::default())
+            .await
+            .unwrap()
+    }
+
     fn configmap(name: &str, data: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
     }
@@ -1149,15 +1157,7 @@ mod tests {
         let r = registry();
         with_namespace(&r, "default").await;
         let cm = res("", "configmaps");
-        let created = r
-            .create(
-                cm,
-                Some("default"),
-                configmap("c", json!({"a": "1"})),
-                WriteOptions::default(),
-            )
-            .await
-            .unwrap();
+        let created = create_configmap(&r, configmap("c", json!({"a": "1"}))).await;
         let mut first = created.object.clone();
         first["data"]["a"] = json!("2");
         r.update(
@@ -1201,14 +1201,7 @@ mod tests {
         let r = registry();
         with_namespace(&r, "default").await;
         let cm = res("", "configmaps");
-        r.create(
-            cm,
-            Some("default"),
-            configmap("c", json!({"a": "1"})),
-            WriteOptions::default(),
-        )
-        .await
-        .unwrap();
+        create_configmap(&r, configmap("c", json!({"a": "1"}))).await;
         let key = cm.storage_key(Some("default"), "c");
         let mut calls = 0;
         // As a patch does: the result keeps the resourceVersion of the object it was applied to.
@@ -1244,15 +1237,7 @@ mod tests {
         let r = registry();
         with_namespace(&r, "default").await;
         let cm = res("", "configmaps");
-        let created = r
-            .create(
-                cm,
-                Some("default"),
-                configmap("c", json!({"a": "1"})),
-                WriteOptions::default(),
-            )
-            .await
-            .unwrap();
+        let created = create_configmap(&r, configmap("c", json!({"a": "1"}))).await;
         let key = cm.storage_key(Some("default"), "c");
         let mut raced = false;
         let err = r
