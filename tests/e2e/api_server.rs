@@ -163,8 +163,18 @@ fn create_then_get_in_every_output_format() {
     );
     assert_eq!(rows[1][1], "ClusterIP");
     assert_eq!(rows[1][4], "80/TCP");
-    assert!(rows[1][2].starts_with("10."), "a cluster IP from 10.96.0.0/12: {:?}", rows[1]);
-    let kubernetes = cluster.kubectl(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(
+        rows[1][2].starts_with("10."),
+        "a cluster IP from 10.96.0.0/12: {:?}",
+        rows[1]
+    );
+    let kubernetes = cluster.kubectl(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     assert_eq!(kubernetes, "10.96.0.1");
 
     let yaml = cluster.kubectl(&["get", "deployment", "web", "-o", "yaml"]);
@@ -702,4 +712,46 @@ fn raw_watches_replay_time_out_bookmark_and_expire_after_compaction() {
     assert_eq!(code, 410, "{body}");
     assert!(body.contains("too old resource version"), "{body}");
     assert!(body.contains("\"reason\":\"Expired\""), "{body}");
+}
+
+#[test]
+fn field_validation_levels_and_server_dry_run() {
+    let cluster = Cluster::start();
+    let unknown =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"warned"},"colour":"red"}"#;
+    // Warn: stored without the unknown field, and kubectl prints the server's warning.
+    let out = cluster.kubectl_stdin_output(&["create", "--validate=warn", "-f", "-"], unknown);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: unknown field \"colour\""),
+        "{stderr}"
+    );
+    let stored = cluster.kubectl(&["get", "cm", "warned", "-o", "json"]);
+    assert!(!stored.contains("colour"), "{stored}");
+    // Ignore: stored, nothing said.
+    let ignored = unknown.replace("warned", "ignored");
+    let out = cluster.kubectl_stdin_output(&["create", "--validate=false", "-f", "-"], &ignored);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Warning"));
+    // dry-run=server: validated and defaulted by the server, never stored.
+    let out = cluster.kubectl_stdin(
+        &["create", "--dry-run=server", "-o", "jsonpath={.spec.restartPolicy}", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"dry"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
+    );
+    assert_eq!(out, "Always", "the answer is defaulted");
+    assert!(
+        !cluster
+            .kubectl_output(&["get", "pod", "dry"])
+            .status
+            .success(),
+        "nothing was stored"
+    );
+    let bad = cluster.kubectl_stdin_output(
+        &["create", "--dry-run=server", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"dry"},"spec":{"containers":[{"name":"c"}]}}"#,
+    );
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("spec.containers[0].image: Required value")
+    );
 }
