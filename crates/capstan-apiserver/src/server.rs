@@ -111,7 +111,13 @@ pub async fn serve(
                 let user = certificate_user.clone();
                 async move { Ok::<_, Infallible>(handle(request, user, &tokens, &handler, peer).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // Clients multiplex many watches on one connection (informers, the benchmark's 100
+            // per connection); flow-control windows grow with what watchers drain.
+            builder
+                .http2()
+                .adaptive_window(true)
+                .max_concurrent_streams(1000);
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await
