@@ -57,13 +57,8 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    fn writer<'a>(
-        &'a self,
-        resource: &'a ResourceInfo,
-        api_version: &'a str,
-        time: &'a str,
-    ) -> Option<Writer<'a>> {
-        let _ = resource;
+    /// The writer to record as owner, when this write records ownership.
+    fn writer<'a>(&'a self, api_version: &'a str, time: &'a str) -> Option<Writer<'a>> {
         self.field_manager.as_deref().map(|manager| Writer {
             manager,
             api_version,
@@ -520,7 +515,7 @@ impl Registry {
             return Err(invalid(resource, &name, errors));
         }
         let (api_version, time) = (resource.api_version(), format_time(now()));
-        if let Some(writer) = options.writer(resource, &api_version, &time) {
+        if let Some(writer) = options.writer(&api_version, &time) {
             managed_fields::record_update(resource.kind, None, &mut object, &writer);
         }
         self.check_namespace_open(resource, namespace, &name)?;
@@ -606,7 +601,7 @@ impl Registry {
             }
             let (api_version, time) = (resource.api_version(), format_time(now()));
             if subresource.is_none()
-                && let Some(writer) = options.writer(resource, &api_version, &time)
+                && let Some(writer) = options.writer(&api_version, &time)
             {
                 managed_fields::record_update(resource.kind, Some(&current), &mut object, &writer);
             }
