@@ -119,30 +119,6 @@ pub(super) fn validate_service_account(_object: &Value) -> Vec<FieldError> {
     Vec::new()
 }
 
-/// Quota names Kubernetes knows without a domain.
-const QUOTA_RESOURCES: &[&str] = &[
-    "pods",
-    "services",
-    "replicationcontrollers",
-    "resourcequotas",
-    "secrets",
-    "configmaps",
-    "persistentvolumeclaims",
-    "services.nodeports",
-    "services.loadbalancers",
-    "cpu",
-    "memory",
-    "ephemeral-storage",
-    "storage",
-    "requests.cpu",
-    "requests.memory",
-    "requests.storage",
-    "requests.ephemeral-storage",
-    "limits.cpu",
-    "limits.memory",
-    "limits.ephemeral-storage",
-];
-
 pub(super) fn validate_resource_quota(object: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let spec = object.get("spec").unwrap_or(&Value::Null);
     let hard_path = FieldPath::new("spec").child("hard");
@@ -152,7 +128,7 @@ pub(super) fn validate_resource_quota(object: &Value, old: Option<&Value>) -> Ve
         let name_errors = validate_label_name(name, &path);
         if name_errors.is_empty()
             && !name.contains('/')
-            && !QUOTA_RESOURCES.contains(&name.as_str())
+            && !super::pod::STANDARD_RESOURCES.contains(&name.as_str())
             && !name.starts_with("hugepages-")
             && !name.starts_with("requests.hugepages-")
             && !name.starts_with("count/")

@@ -981,7 +981,7 @@ fn validate_volume_mounts(
 const CONTAINER_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 
 /// Resource names Kubernetes knows without a domain, for any use (quota included).
-const STANDARD_RESOURCES: &[&str] = &[
+pub(super) const STANDARD_RESOURCES: &[&str] = &[
     "cpu",
     "memory",
     "ephemeral-storage",
