@@ -34,7 +34,9 @@ pub(crate) struct Field {
     /// The type of the field's value, or of its elements for a list; `None` when nothing
     /// inside it has a strategy.
     pub schema: Option<&'static Schema>,
-    /// `retainKeys` is part of the field's `patchStrategy` (see the module comment).
+    /// `retainKeys` is part of the field's `patchStrategy` (see the module comment). Only the
+    /// published OpenAPI schemas read it (the `schemars` feature); applying patches needs none.
+    #[cfg_attr(not(feature = "schemars"), allow(dead_code))]
     pub retain_keys: bool,
 }
 
