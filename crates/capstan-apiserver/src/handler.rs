@@ -764,6 +764,14 @@ fn written_response(created: StatusCode, accept: &str, written: Written) -> Resp
 fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
     let mut options = DeleteOptions {
         dry_run: request.query.dry_run(),
+        grace_period_seconds: request
+            .query
+            .get("gracePeriodSeconds")
+            .map(|g| {
+                g.parse()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds {g:?}")))
+            })
+            .transpose()?,
         ..Default::default()
     };
     if !request.body.is_empty() {
@@ -778,6 +786,7 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
         {
             options.dry_run = true;
         }
+        options.grace_period_seconds = body["gracePeriodSeconds"].as_i64();
         options.precondition_uid = body
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)

@@ -80,6 +80,9 @@ pub struct Written {
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: how long a pod's containers get to stop; `None` uses the pod's
+    /// `terminationGracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
 }
@@ -760,6 +763,41 @@ impl Registry {
                     ));
                 }
             }
+            // A pod running on a node is only marked: its agent stops the containers within
+            // the grace period and then deletes it for good (with a grace period of 0).
+            if let Some(grace) = graceful_deletion_period(resource, &current, options) {
+                let shortens = current
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .is_none_or(|existing| grace < existing);
+                if !shortens {
+                    return Ok((crate::conversion::to_version(resource, current), false));
+                }
+                let mut marked = current.clone();
+                let deadline = now() + std::time::Duration::from_secs(grace as u64);
+                object::set_meta(
+                    &mut marked,
+                    "deletionTimestamp",
+                    json!(format_time(deadline)),
+                );
+                object::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(grace));
+                if options.dry_run {
+                    return Ok((crate::conversion::to_version(resource, marked), false));
+                }
+                let bytes = encode_for_store(&marked)?;
+                let write_key = key.clone();
+                let expected = kv.mod_revision;
+                let result = self
+                    .blocking(move |s| s.update(&write_key, bytes, expected))
+                    .await?;
+                match settle(resource, name, result)? {
+                    Some(kv) => {
+                        set_resource_version(&mut marked, &kv);
+                        return Ok((crate::conversion::to_version(resource, marked), false));
+                    }
+                    None => continue,
+                }
+            }
             // Objects with finalizers (and namespaces, which finalize through their spec) are
             // only marked; whoever owns the finalizer removes it and the last removal deletes.
             if holds_deletion(resource, &current) {
@@ -903,6 +941,35 @@ fn written(
 
 /// Does something still hold the object back from deletion: finalizers, or for a namespace
 /// the `spec.finalizers` its lifecycle clears once the namespace is empty?
+/// Kubernetes' pod strategy `CheckGracefulDelete`: a pod on a node gets the grace period the
+/// request asks for, else its `terminationGracePeriodSeconds`; a pod that never reached a node,
+/// or whose containers have all ended (phase Succeeded or Failed), goes at once. `None` means
+/// delete now.
+fn graceful_deletion_period(
+    resource: &ResourceInfo,
+    object: &Value,
+    options: &DeleteOptions,
+) -> Option<i64> {
+    if resource.kind != "Pod" || !resource.group.is_empty() {
+        return None;
+    }
+    let scheduled = object::str_at(object, "/spec/nodeName").is_some_and(|n| !n.is_empty());
+    let ended = matches!(
+        object::str_at(object, "/status/phase"),
+        Some("Succeeded" | "Failed")
+    );
+    if !scheduled || ended {
+        return None;
+    }
+    let grace = options.grace_period_seconds.unwrap_or_else(|| {
+        object
+            .pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    (grace > 0).then_some(grace)
+}
+
 fn holds_deletion(resource: &ResourceInfo, object: &Value) -> bool {
     let spec_finalizers = resource.kind == "Namespace"
         && object

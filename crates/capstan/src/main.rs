@@ -22,9 +22,18 @@ enum Command {
     Server(cmd::server::Args),
     /// Print the admin kubeconfig of a server's data directory.
     Kubeconfig(cmd::kubeconfig::Args),
+    /// Run one container for the agent (internal).
+    #[command(hide = true)]
+    Shim(cmd::shim::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The shim logs to its own file through stderr and must not start any thread early.
+    let command = match cli.command {
+        Command::Shim(args) => return cmd::shim::run(args),
+        command => command,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
@@ -32,10 +41,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match command {
         Command::Server(args) => cmd::server::run(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::run(args),
+        Command::Shim(_) => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,2 +1,3 @@
 pub mod kubeconfig;
 pub mod server;
+pub mod shim;
