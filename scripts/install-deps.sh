@@ -10,6 +10,10 @@ need() { # need <command> <debian package>
 need cc build-essential
 need curl curl
 need pkg-config pkg-config
+# libcontainer's seccomp support links libseccomp; the test images are built from the
+# statically linked busybox.
+dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q "install ok installed" || packages+=(libseccomp-dev)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || packages+=(busybox-static)
 # The Python Kubernetes client, for the e2e test that drives capstan with it.
 /usr/bin/python3 -c "import kubernetes" 2>/dev/null || packages+=(python3-kubernetes)
 

@@ -14,6 +14,9 @@ pub struct Cluster {
     server: Option<Child>,
     /// Extra `capstan server` flags, kept for restarts.
     server_args: Vec<String>,
+    /// Whether the server runs its node agent (whose containers outlive it, so the cluster
+    /// cleans them up when dropped).
+    with_node: bool,
 }
 
 fn free_port() -> u16 {
@@ -29,8 +32,32 @@ impl Cluster {
         Self::start_with(&[])
     }
 
-    /// Starts a cluster whose server also gets `server_args`.
+    /// Starts a cluster whose server also gets `server_args`, without a node agent.
     pub fn start_with(server_args: &[&str]) -> Cluster {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(server_args);
+        Self::start_inner(&args, false)
+    }
+
+    /// Starts a one-node cluster: the server with its built-in agent (node `e2e-node`), the
+    /// test images imported, the node Ready.
+    pub fn start_with_node() -> Cluster {
+        let cluster = Self::start_inner(&["--agent-port", "0", "--node-name", "e2e-node"], true);
+        cluster.import_test_images();
+        assert!(
+            eventually(Duration::from_secs(20), || cluster.kubectl(&[
+                "get",
+                "node",
+                "e2e-node",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"
+            ]) == "True"),
+            "the node never became Ready"
+        );
+        cluster
+    }
+
+    fn start_inner(server_args: &[&str], with_node: bool) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("capstan-e2e-")
             .tempdir()
@@ -41,6 +68,7 @@ impl Cluster {
             port: free_port(),
             server: None,
             server_args: server_args.iter().map(|s| s.to_string()).collect(),
+            with_node,
         };
         cluster.start_server();
         cluster
@@ -87,6 +115,14 @@ impl Cluster {
     pub fn restart(&mut self) {
         self.kill_server();
         self.start_server();
+    }
+
+    /// Restarts the server with `extra` flags added to the ones it started with.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        let kept = self.server_args.clone();
+        self.server_args.extend(extra.iter().map(|s| s.to_string()));
+        self.restart();
+        self.server_args = kept;
     }
 
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
@@ -195,6 +231,103 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_server();
+        if self.with_node {
+            cleanup_node(&self.data_dir().join("agent"));
+        }
+    }
+}
+
+/// Builds the test images once per test run (`scripts/build-test-images.sh`).
+pub fn test_images() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-images");
+    BUILT.call_once(|| {
+        let status = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-images.sh"))
+            .arg(&dir)
+            .status()
+            .expect("running build-test-images.sh");
+        assert!(status.success(), "build-test-images.sh failed");
+    });
+    dir
+}
+
+impl Cluster {
+    /// Imports the busybox test image into the node's image store.
+    pub fn import_test_images(&self) {
+        let archive = test_images().join("capstan-test-busybox.tar");
+        let output = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["image", "--data-dir"])
+            .arg(self.data_dir())
+            .arg("import")
+            .arg(&archive)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "image import: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// What `k3s-killall.sh` does for one node: kills the containers (and their shims) the agent
+/// left running, unmounts everything under its directory, and removes its cgroups, so that a
+/// test leaves nothing behind even when it fails.
+pub fn cleanup_node(agent_dir: &Path) {
+    let containers = agent_dir.join("containers");
+    if let Ok(entries) = std::fs::read_dir(&containers) {
+        for entry in entries.flatten() {
+            let Ok(state) = std::fs::read_to_string(entry.path().join("state.json")) else {
+                continue;
+            };
+            let Ok(state) = serde_json::from_str::<serde_json::Value>(&state) else {
+                continue;
+            };
+            for key in ["pid", "shim_pid"] {
+                if let Some(pid) = state[key].as_i64() {
+                    let _ = Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // Deepest mounts first.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = agent_dir.to_string_lossy().to_string();
+    let mut mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&prefix))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in mounts {
+        let _ = Command::new("umount").args(["-l", mount]).status();
+    }
+    if let Ok(pods) = std::fs::read_dir(agent_dir.join("pods")) {
+        for pod in pods.flatten() {
+            let uid = pod.file_name().to_string_lossy().to_string();
+            remove_cgroups(&format!("capstan/pod{uid}"));
+        }
+    }
+}
+
+/// Removes a cgroup (children first) from every hierarchy.
+pub fn remove_cgroups(relative: &str) {
+    let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for root in roots.flatten() {
+        let dir = root.path().join(relative);
+        if dir.is_dir() {
+            let _ = Command::new("find")
+                .arg(&dir)
+                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                .status();
+        }
     }
 }
 

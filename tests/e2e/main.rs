@@ -9,5 +9,6 @@ mod concurrency;
 mod durability;
 mod kube_rs;
 mod openapi;
+mod pods;
 mod protobuf;
 mod server_side_apply;

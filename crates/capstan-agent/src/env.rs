@@ -716,67 +716,10 @@ fn ceil_div(numerator: i128, denominator: i128) -> i128 {
     }
 }
 
-/// Parses Kubernetes' quantity syntax (`500m`, `1Gi`, `2e3`) into exact nano-units, rounding
-/// sub-nano precision up as Kubernetes does. (`capstan_api` has the same parser but keeps it
-/// crate-private.)
+/// A quantity (`500m`, `1Gi`, `2e3`) in exact nano-units, rounded up below a nano-unit as
+/// Kubernetes does.
 pub(crate) fn parse_quantity(text: &str) -> Option<i128> {
-    let text = text.trim();
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let number_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let (number, suffix) = rest.split_at(number_end);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-        return None;
-    }
-    // digits × 10^exp10 × 2^exp2, with the fraction folded into the digits.
-    let mut digits: i128 = 0;
-    for c in whole.bytes().chain(fraction.bytes()) {
-        digits = digits
-            .saturating_mul(10)
-            .saturating_add(i128::from(c - b'0'));
-    }
-    let mut exp10 = -i32::try_from(fraction.len()).ok()?;
-    let mut exp2 = 0;
-    match suffix {
-        "" => {}
-        "n" => exp10 -= 9,
-        "u" => exp10 -= 6,
-        "m" => exp10 -= 3,
-        "k" => exp10 += 3,
-        "M" => exp10 += 6,
-        "G" => exp10 += 9,
-        "T" => exp10 += 12,
-        "P" => exp10 += 15,
-        "E" => exp10 += 18,
-        "Ki" => exp2 = 10,
-        "Mi" => exp2 = 20,
-        "Gi" => exp2 = 30,
-        "Ti" => exp2 = 40,
-        "Pi" => exp2 = 50,
-        "Ei" => exp2 = 60,
-        _ => {
-            let exponent = suffix.strip_prefix(['e', 'E'])?;
-            exp10 = exp10.checked_add(exponent.parse::<i32>().ok()?)?;
-        }
-    }
-    let mut nanos = digits.saturating_mul(1 << exp2);
-    let scale = exp10.saturating_add(9);
-    if scale >= 0 {
-        for _ in 0..scale.min(40) {
-            nanos = nanos.saturating_mul(10);
-        }
-    } else {
-        let divisor = 10i128
-            .checked_pow(scale.unsigned_abs())
-            .unwrap_or(i128::MAX);
-        nanos = nanos / divisor + i128::from(nanos % divisor != 0);
-    }
-    Some(if negative { -nanos } else { nanos })
+    capstan_api::quantity::Quantity::parse(text).map(capstan_api::quantity::Quantity::nanos)
 }
 
 /// An in-memory [`ObjectSource`] for the tests of this crate.

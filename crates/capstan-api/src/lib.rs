@@ -13,6 +13,7 @@ pub mod object;
 #[cfg(feature = "schemars")]
 pub mod openapi_schema;
 pub mod protobuf;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod strategic_merge;

@@ -51,6 +51,8 @@ pub struct ApiRequest {
 /// The server-wide state handlers use.
 pub struct Handler {
     pub registry: Registry,
+    /// Reaches node agents for logs and exec.
+    pub nodes: crate::node_proxy::NodeClient,
     /// `host:port` clients reach the server by, for `/api`'s `serverAddressByClientCIDRs`.
     pub server_address: String,
 }
@@ -301,6 +303,63 @@ fn list_options(query: &Query, resource: &ResourceInfo) -> Result<ListOptions, A
 }
 
 impl Handler {
+    /// `pods/<name>/log`: a pod not yet on a node has an empty log (as kube-apiserver answers);
+    /// otherwise the node's agent serves it, streamed through as it comes (`follow`).
+    async fn pod_log(
+        &self,
+        pod: &Value,
+        container: &str,
+        query: &Query,
+    ) -> Result<Response<Body>, ApiError> {
+        let text_plain = |body: Body| {
+            let mut response = Response::new(body);
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            response
+        };
+        let Some(node_name) = object::str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty())
+        else {
+            return Ok(text_plain(full(Bytes::new())));
+        };
+        let nodes = capstan_api::resource::find("", "v1", "nodes").expect("nodes are registered");
+        let node = self.registry.get(nodes, None, node_name).map_err(|_| {
+            ApiError::ServiceUnavailable(format!("node {node_name} of pod is not registered"))
+        })?;
+        let namespace = object::namespace(pod).unwrap_or("default");
+        let name = object::name(pod).unwrap_or_default();
+        // Only the options kubelet understands are passed on.
+        let forwarded: String = {
+            let mut forwarded = form_urlencoded::Serializer::new(String::new());
+            for key in [
+                "follow",
+                "previous",
+                "timestamps",
+                "tailLines",
+                "sinceSeconds",
+                "sinceTime",
+                "limitBytes",
+            ] {
+                if let Some(value) = query.get(key) {
+                    forwarded.append_pair(key, value);
+                }
+            }
+            forwarded.finish()
+        };
+        let path = format!("/containerLogs/{namespace}/{name}/{container}?{forwarded}");
+        let response = self.nodes.get(&node, &path).await?;
+        // Relay frames until the agent's stream ends or fails.
+        let stream = futures_util::stream::unfold(response.into_body(), |mut body| async move {
+            match body.frame().await {
+                Some(Ok(frame)) => Some((Ok::<_, Infallible>(frame), body)),
+                _ => None,
+            }
+        });
+        Ok(text_plain(
+            http_body_util::StreamBody::new(stream).boxed_unsync(),
+        ))
+    }
+
     pub async fn handle(&self, request: ApiRequest) -> Response<Body> {
         match self.dispatch(&request).await {
             Ok(response) => response,
@@ -373,7 +432,8 @@ impl Handler {
         match (r.verb, r.subresource) {
             (Verb::Get, Some(Subresource::Log)) => {
                 let pod = self.registry.get(resource, namespace, name)?;
-                pod_log(&pod, name, query)
+                let container = log_container(&pod, name, query)?;
+                self.pod_log(&pod, &container, query).await
             }
             (Verb::Get, Some(Subresource::Scale)) => {
                 let object = self.registry.get(resource, namespace, name)?;
@@ -799,9 +859,8 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
     Ok(options)
 }
 
-/// `pods/<name>/log`. The container is checked as Kubernetes checks it; a pod not yet on a node
-/// has an empty log (as kube-apiserver answers); a pod on a node needs that node's agent.
-fn pod_log(pod: &Value, name: &str, query: &Query) -> Result<Response<Body>, ApiError> {
+/// The container a `pods/<name>/log` request is about, checked as Kubernetes checks it.
+fn log_container(pod: &Value, name: &str, query: &Query) -> Result<String, ApiError> {
     let names = |list: &str| -> Vec<String> {
         pod.pointer(&format!("/spec/{list}"))
             .and_then(Value::as_array)
@@ -845,18 +904,7 @@ fn pod_log(pod: &Value, name: &str, query: &Query) -> Result<Response<Body>, Api
             return Err(ApiError::BadRequest(message));
         }
     };
-    match object::str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) {
-        None => {
-            let mut response = Response::new(full(Bytes::new()));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            Ok(response)
-        }
-        Some(node) => Err(ApiError::ServiceUnavailable(format!(
-            "the log of container {container} in pod {name} is on node {node}, and no capstan agent serves that node yet"
-        ))),
-    }
+    Ok(container)
 }
 
 /// The autoscaling/v1 `Scale` of an object with `spec.replicas`.

@@ -9,6 +9,17 @@ use crate::pki::Pki;
 
 /// The kubeconfig of the cluster admin for a server at `server_url`.
 pub fn admin(pki: &Pki, server_url: &str) -> String {
+    for_user(
+        &pki.ca_cert,
+        &pki.admin_cert,
+        &pki.admin_key,
+        "admin",
+        server_url,
+    )
+}
+
+/// A kubeconfig authenticating `user` by a client certificate.
+pub fn for_user(ca_cert: &str, cert: &str, key: &str, user: &str, server_url: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
         "apiVersion: v1
@@ -19,7 +30,7 @@ clusters:
     server: {server_url}
     certificate-authority-data: {ca}
 users:
-- name: admin
+- name: {user}
   user:
     client-certificate-data: {cert}
     client-key-data: {key}
@@ -27,14 +38,14 @@ contexts:
 - name: capstan
   context:
     cluster: capstan
-    user: admin
+    user: {user}
     namespace: default
 current-context: capstan
 preferences: {{}}
 ",
-        ca = b64(&pki.ca_cert),
-        cert = b64(&pki.admin_cert),
-        key = b64(&pki.admin_key),
+        ca = b64(ca_cert),
+        cert = b64(cert),
+        key = b64(key),
     )
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod handler;
 pub mod kubeconfig;
 mod namespace_lifecycle;
+pub mod node_proxy;
 mod openapi;
 pub mod patch;
 pub mod pki;
@@ -69,6 +70,10 @@ pub enum StartError {
 /// A started server.
 pub struct RunningServer {
     pub address: SocketAddr,
+    /// `https://host:port`, as clients (and the built-in agent) reach the server.
+    pub url: String,
+    /// Where the CA lives, for issuing node credentials.
+    pub pki_dir: PathBuf,
     pub kubeconfig_path: PathBuf,
     pub registry: Registry,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -186,6 +191,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
 
     let handler = Arc::new(Handler {
         registry: registry.clone(),
+        nodes: node_proxy::NodeClient::new(&pki)?,
         server_address: client_address(&bound),
     });
     let mut tasks = vec![tokio::spawn(server::serve(listener, tls, handler, tokens))];
@@ -193,6 +199,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     tasks.push(tokio::spawn(compactor(store, config.compaction_interval)));
     Ok(RunningServer {
         address: bound,
+        url: server_url,
+        pki_dir: config.data_dir.join("tls"),
         kubeconfig_path,
         registry,
         tasks,

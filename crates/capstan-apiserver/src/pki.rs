@@ -31,6 +31,54 @@ pub struct Pki {
     pub server_key: String,
     pub admin_cert: String,
     pub admin_key: String,
+    /// The identity the API server shows node agents when it calls them (logs, exec).
+    pub kubelet_client_cert: String,
+    pub kubelet_client_key: String,
+}
+
+/// A node agent's credentials: a client certificate for the API (`system:node:<name>` in
+/// group `system:nodes`, as Kubernetes names kubelets) and a serving certificate for its own
+/// endpoint, both from the cluster CA.
+#[derive(Debug, Clone)]
+pub struct NodeCredentials {
+    pub ca_cert: String,
+    pub client_cert: String,
+    pub client_key: String,
+    pub serving_cert: String,
+    pub serving_key: String,
+}
+
+/// Issues credentials for node `name`, reachable at `hosts`, with the CA under `dir`.
+pub fn node_credentials(
+    dir: &Path,
+    name: &str,
+    hosts: &[String],
+) -> Result<NodeCredentials, PkiError> {
+    let ca_cert = read(&dir.join("ca.crt"))?;
+    let ca_key = read(&dir.join("ca.key"))?;
+    let (client_cert, client_key) = issue(
+        &ca_cert,
+        &ca_key,
+        &format!("system:node:{name}"),
+        &["system:nodes"],
+        &[],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    let (serving_cert, serving_key) = issue(
+        &ca_cert,
+        &ca_key,
+        name,
+        &[],
+        hosts,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    Ok(NodeCredentials {
+        ca_cert,
+        client_cert,
+        client_key,
+        serving_cert,
+        serving_key,
+    })
 }
 
 /// A client identity: certificate CN is the user name, each O is a group.
@@ -172,7 +220,21 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, PkiError> {
         write_private(&path("admin.key"), &key)?;
         write_private(&path("admin.crt"), &cert)?;
     }
+    if !path("kubelet-client.crt").exists() || !path("kubelet-client.key").exists() {
+        let (cert, key) = issue(
+            &ca_cert,
+            &ca_key,
+            "capstan-apiserver-kubelet-client",
+            &["system:masters"],
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        write_private(&path("kubelet-client.key"), &key)?;
+        write_private(&path("kubelet-client.crt"), &cert)?;
+    }
     Ok(Pki {
+        kubelet_client_cert: read(&path("kubelet-client.crt"))?,
+        kubelet_client_key: read(&path("kubelet-client.key"))?,
         ca_cert,
         server_cert: read(&path("server.crt"))?,
         server_key: read(&path("server.key"))?,

@@ -119,8 +119,25 @@ pub struct ImageStore {
     /// The in-memory copy of `index.json`. Held while the file is rewritten and while blobs
     /// and layers are deleted, so that no image is added referencing a blob being deleted.
     index: Mutex<StoreIndex>,
+    /// The `index.json` (inode, mtime) the copy in memory was read from.
+    loaded: Mutex<Option<(u64, i64, i64)>>,
     /// One lock per layer being unpacked, so that concurrent callers unpack a layer once.
     unpacking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Holds `<root>/lock` exclusively (flock) while a store changes, so that processes sharing
+/// a store (the agent and `capstan image`) never see each other's half-written files. Public
+/// operations take it once; none calls another while holding it.
+fn process_lock(root: &Path) -> Result<nix::fcntl::Flock<File>, ImageError> {
+    let path = root.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ImageError::io("opening", &path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| ImageError::io("locking", &path, io::Error::from(errno)))
 }
 
 impl ImageStore {
@@ -133,6 +150,9 @@ impl ImageStore {
             fs::create_dir_all(&path)
                 .map_err(|e| ImageError::io("creating directory", &path, e))?;
         }
+        // Another process (the agent, or `capstan image import` beside it) may be writing:
+        // clearing tmp/ and sweeping wait for it.
+        let _exclusive = process_lock(root)?;
         let tmp = root.join(TMP_DIR);
         for entry in fs::read_dir(&tmp).map_err(|e| ImageError::io("listing", &tmp, e))? {
             let path = entry
@@ -155,6 +175,7 @@ impl ImageStore {
         let store = Self {
             root: root.to_path_buf(),
             index: Mutex::new(index),
+            loaded: Mutex::default(),
             unpacking: Mutex::default(),
         };
         store.sweep_unreferenced()?;
@@ -188,6 +209,7 @@ impl ImageStore {
     /// the image's layers. [`ImageError::NotFound`] when nothing matches (a CRI `RemoveImage`
     /// treats that as success).
     pub fn remove(&self, reference: &str) -> Result<(), ImageError> {
+        let _exclusive = process_lock(&self.root)?;
         let mut index = self.lock_index();
         let Some((position, matched)) = find_image(&index.images, reference)? else {
             return Err(ImageError::NotFound {
@@ -266,6 +288,7 @@ impl ImageStore {
         data: impl Read,
         expected_digest: Option<&str>,
     ) -> Result<String, ImageError> {
+        let _exclusive = process_lock(&self.root)?;
         let stored = self.store_blob(data, expected_digest, |source| {
             ImageError::io("reading blob data for", self.root.join(BLOBS_DIR), source)
         })?;
@@ -282,6 +305,7 @@ impl ImageStore {
     /// were written with [`write_blob`](Self::write_blob) before. A digest reference must
     /// match the manifest's digest. The reference moves to this image if another had it.
     pub fn add_image(&self, reference: &str, manifest: &[u8]) -> Result<ImageRecord, ImageError> {
+        let _exclusive = process_lock(&self.root)?;
         let reference = Reference::parse(reference)?.with_default_tag();
         let stored = self.store_blob(manifest, None, |source| {
             ImageError::io("reading manifest for", self.root.join(BLOBS_DIR), source)
@@ -367,7 +391,25 @@ impl ImageStore {
     fn lock_index(&self) -> MutexGuard<'_, StoreIndex> {
         // Every update replaces the whole index only after the file is written, so the copy a
         // panicking thread left behind is still consistent.
-        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        // `capstan image import` beside a running agent rewrites the index from another
+        // process: every rewrite renames a new file into place, so a new inode or time means
+        // the copy in memory is stale.
+        let path = self.root.join(INDEX_FILE);
+        if let Ok(meta) = fs::metadata(&path) {
+            use std::os::unix::fs::MetadataExt;
+            let stamp = (meta.ino(), meta.mtime(), meta.mtime_nsec());
+            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            if *loaded != Some(stamp)
+                && let Ok(fresh) = fs::read(&path)
+                    .map_err(|_| ())
+                    .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|_| ()))
+            {
+                *index = fresh;
+                *loaded = Some(stamp);
+            }
+        }
+        index
     }
 
     /// Rewrites `index.json` atomically: a complete new file is renamed over the old one.
@@ -514,6 +556,10 @@ impl ImageStore {
     }
 
     fn unpack_layer(&self, blob: &str, diff_id: &str, dir: &Path) -> Result<(), ImageError> {
+        let _exclusive = process_lock(&self.root)?;
+        if dir.is_dir() {
+            return Ok(()); // another process unpacked it meanwhile
+        }
         let file = self.open_blob(blob)?;
         let tmp = self.root.join(TMP_DIR);
         let work = tempfile::Builder::new()

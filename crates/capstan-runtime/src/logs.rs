@@ -161,7 +161,8 @@ pub fn parse_lines(reader: impl BufRead, out: &mut Vec<LogLine>) -> io::Result<(
     Ok(())
 }
 
-fn parse_record(record: &[u8]) -> Option<(&str, Stream, bool, &[u8])> {
+/// Parses one record (without its newline): (timestamp, stream, whether it ends a line, text).
+pub fn parse_record(record: &[u8]) -> Option<(&str, Stream, bool, &[u8])> {
     let mut parts = record.splitn(4, |&b| b == b' ');
     let timestamp = std::str::from_utf8(parts.next()?).ok()?;
     let stream = match parts.next()? {

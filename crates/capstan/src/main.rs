@@ -18,10 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: API server on an embedded store.
+    /// Run a cluster on this machine: the control plane on an embedded store, and this
+    /// machine's node agent.
     Server(cmd::server::Args),
     /// Print the admin kubeconfig of a server's data directory.
     Kubeconfig(cmd::kubeconfig::Args),
+    /// Manage the images of this node.
+    Image(cmd::image::Args),
     /// Run one container for the agent (internal).
     #[command(hide = true)]
     Shim(cmd::shim::Args),
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Server(args) => cmd::server::run(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::run(args),
+        Command::Image(args) => cmd::image::run(args),
         Command::Shim(_) => Ok(()),
     };
     match result {

@@ -19,7 +19,7 @@ pub mod meta;
 pub mod names;
 mod networking;
 mod pod;
-pub(crate) mod quantity;
+pub(crate) use crate::quantity;
 mod rbac;
 mod service;
 mod storage;

@@ -52,6 +52,7 @@ impl ImageStore {
     /// Only manifests for this host's platform are imported. Importing the same archive again
     /// changes nothing.
     pub fn import(&self, archive: &Path) -> Result<Vec<ImageRecord>, ImageError> {
+        let _exclusive = super::process_lock(&self.root)?;
         let mut created = Vec::new();
         let result = self.import_archive(archive, &mut created);
         // Other platforms' blobs, `docker save` metadata and, after a failure, everything this

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::io::Write;
+
 use anyhow::Context;
 use capstan_apiserver::ServerConfig;
 
@@ -23,6 +25,11 @@ pub struct Args {
     /// server's own `kubernetes` Service.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
+    /// Run the control plane only, without this machine's own node agent.
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    node: super::agent::NodeArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -48,8 +55,50 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             server.address,
             server.kubeconfig_path.display()
         );
+        let agent = if args.disable_agent {
+            None
+        } else {
+            // The built-in agent reaches the API on the server's own address, and is reached
+            // there too unless told otherwise.
+            let node_ip = args.node.node_ip.unwrap_or(match server.address.ip() {
+                ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+                ip => ip,
+            });
+            let name = args
+                .node
+                .node_name
+                .clone()
+                .unwrap_or_else(super::agent::hostname);
+            let credentials = capstan_apiserver::pki::node_credentials(
+                &server.pki_dir,
+                &name,
+                &[node_ip.to_string(), name.clone()],
+            )?;
+            let agent = super::agent::start(
+                &args.node,
+                node_ip,
+                args.data_dir.join("agent"),
+                &server.url,
+                &credentials,
+            )
+            .await?;
+            // stdout may be closed by whoever only waited for the first line: never fail on it.
+            let _ = writeln!(
+                std::io::stdout(),
+                "node {name} agent listening on https://{}",
+                agent.address
+            );
+            Some(agent)
+        };
+        let agent_stopped = async {
+            match agent {
+                Some(agent) => agent.wait().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = server.wait() => anyhow::bail!("the server stopped"),
+            _ = agent_stopped => anyhow::bail!("the node agent stopped"),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })

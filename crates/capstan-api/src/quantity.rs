@@ -1,17 +1,17 @@
-//! Just enough of resource quantities (`500m`, `1Gi`, `2e3`) to compare them and tell their
-//! sign, which is all validation needs. Values are held exactly in nano-units, the finest
+//! Resource quantities (`500m`, `1Gi`, `2e3`): parsed to compare them, tell their sign
+//! (validation), and turn them into the whole units or millis cgroups and env vars need. Values are held exactly in nano-units, the finest
 //! precision Kubernetes keeps, so `0.1` and `100m` compare equal.
 
 use std::cmp::Ordering;
 
 /// A parsed quantity in nano-units; saturates far beyond any real resource size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Quantity(i128);
+pub struct Quantity(i128);
 
 impl Quantity {
     /// Parses Kubernetes' quantity syntax: a signed decimal number and an optional binary
     /// (`Ki`…`Ei`), decimal (`n`, `u`, `m`, `k`, `M`…`E`) or exponent (`e3`) suffix.
-    pub(crate) fn parse(text: &str) -> Option<Quantity> {
+    pub fn parse(text: &str) -> Option<Quantity> {
         let text = text.trim();
         let (negative, rest) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -72,18 +72,46 @@ impl Quantity {
         Some(Quantity(if negative { -nanos } else { nanos }))
     }
 
-    pub(crate) fn is_negative(self) -> bool {
+    pub fn is_negative(self) -> bool {
         self.0 < 0
     }
 
     /// Is this a whole number of units (no milli part)?
-    pub(crate) fn is_integer(self) -> bool {
+    pub fn is_integer(self) -> bool {
         self.0 % 1_000_000_000 == 0
     }
 
-    pub(crate) fn compare(self, other: Quantity) -> Ordering {
+    pub fn compare(self, other: Quantity) -> Ordering {
         self.0.cmp(&other.0)
     }
+
+    /// The exact value in nano-units (10⁻⁹).
+    pub fn nanos(self) -> i128 {
+        self.0
+    }
+
+    /// The value in thousandths, rounded up (CPU `250m` → 250, `1` → 1000).
+    pub fn milli_ceil(self) -> u64 {
+        div_ceil(self.0, 1_000_000).max(0) as u64
+    }
+
+    /// The value in whole units, rounded up (`1Gi` → 1073741824, `1500m` → 2).
+    pub fn ceil(self) -> u64 {
+        div_ceil(self.0, 1_000_000_000).max(0) as u64
+    }
+
+    /// The value divided by `divisor`, rounded up, as the downward API reports
+    /// resources (`limits.memory` with divisor `1Mi`).
+    pub fn ceil_in(self, divisor: Quantity) -> u64 {
+        if divisor.0 <= 0 {
+            return 0;
+        }
+        div_ceil(self.0, divisor.0).max(0) as u64
+    }
+}
+
+fn div_ceil(value: i128, divisor: i128) -> i128 {
+    value / divisor + i128::from(value % divisor > 0)
 }
 
 #[cfg(test)]
@@ -109,5 +137,11 @@ mod tests {
         assert!(!q("1500m").is_integer());
         assert_eq!(Quantity::parse("abc"), None);
         assert_eq!(Quantity::parse("1Xi"), None);
+        assert_eq!(q("250m").milli_ceil(), 250);
+        assert_eq!(q("1").milli_ceil(), 1000);
+        assert_eq!(q("1500m").ceil(), 2);
+        assert_eq!(q("1Gi").ceil(), 1 << 30);
+        assert_eq!(q("1Gi").ceil_in(q("1Mi")), 1024);
+        assert_eq!(q("1").ceil_in(q("1m")), 1000);
     }
 }

@@ -1,0 +1,147 @@
+//! The capstan node agent: kubelet's role.
+//!
+//! It registers its Node and keeps a Lease renewed, watches the pods bound to its node, and
+//! for each runs a pod worker that turns the spec into containers through
+//! [`capstan_runtime`] and writes back what really happens (phases, conditions, container
+//! states, restarts, events). It talks to the API server over HTTPS as any client does, so it
+//! can run on any machine; inside `capstan server` it is the same code on a local connection.
+
+pub mod api_source;
+pub mod container_spec;
+pub mod env;
+pub mod events;
+pub mod node;
+pub mod pods;
+pub mod pull;
+pub mod server;
+pub mod status;
+pub mod volumes;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How an agent runs.
+pub struct AgentConfig {
+    pub node_name: String,
+    /// The address other machines and the API server reach this node on.
+    pub node_ip: String,
+    /// Where pods, containers and images live (`/var/lib/capstan/agent`).
+    pub root_dir: PathBuf,
+    /// How to reach the API server (with this node's credentials).
+    pub client: kube::Client,
+    /// The endpoint the API server calls for logs and exec.
+    pub listen: SocketAddr,
+    /// PEM: the cluster CA, and this agent's serving certificate and key.
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The executable that runs shims (the capstan binary).
+    pub shim: PathBuf,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why the agent could not start. Runtime failures after start are retried, not returned.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("preparing {path}: {source}")]
+    Prepare {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening the image store: {0}")]
+    Images(#[from] capstan_runtime::image::ImageError),
+    #[error("opening the runtime: {0}")]
+    Runtime(#[from] capstan_runtime::RuntimeError),
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+}
+
+/// A started agent: the endpoint's address, and its tasks (stopped when dropped).
+pub struct RunningAgent {
+    pub address: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningAgent {
+    /// Waits until one of the agent's tasks ends (they only end on failure).
+    pub async fn wait(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        let (_, _, rest) = futures_util::future::select_all(tasks).await;
+        // The others stop with the agent.
+        for task in rest {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the agent: endpoint, node heartbeat and pod manager.
+pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
+    let prepare = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| AgentError::Prepare { path, source }
+    };
+    let pods_dir = config.root_dir.join("pods");
+    std::fs::create_dir_all(&pods_dir).map_err(prepare(&pods_dir))?;
+    let images = capstan_runtime::image::ImageStore::open(&config.root_dir.join("images"))?;
+    let runtime = capstan_runtime::Runtime::new(&config.root_dir.join("containers"), &config.shim)?;
+    let machine = node::Machine::read(&config.root_dir);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| AgentError::Listen {
+        address: config.listen,
+        source,
+    })?;
+    let tls = server::tls_config(&config.ca_pem, &config.cert_pem, &config.key_pem)?;
+
+    let shared = Arc::new(worker::Shared {
+        client: config.client.clone(),
+        node_name: config.node_name.clone(),
+        host_ip: config.node_ip.clone(),
+        runtime,
+        images,
+        pods_dir,
+        events: events::Recorder::new(config.client.clone(), &config.node_name),
+        node: env::NodeFacts {
+            node_name: config.node_name.clone(),
+            host_ip: config.node_ip.clone(),
+            pod_ips: Vec::new(),
+            allocatable_cpu_millis: machine.cpus * 1000,
+            allocatable_memory_bytes: machine.memory_bytes,
+            allocatable_ephemeral_bytes: machine.ephemeral_storage_bytes,
+        },
+        pod_names: Default::default(),
+    });
+    let spec = node::NodeSpec {
+        name: config.node_name.clone(),
+        internal_ip: config.node_ip.clone(),
+        port: address.port(),
+        labels: config.labels.clone(),
+    };
+    let heartbeat = node::Heartbeat::new(config.client.clone(), spec, machine, &config.root_dir);
+    let tasks = vec![
+        tokio::spawn(server::serve(listener, tls, Arc::clone(&shared))),
+        tokio::spawn(heartbeat.run()),
+        tokio::spawn(pods::run(shared)),
+    ];
+    Ok(RunningAgent { address, tasks })
+}

@@ -1,0 +1,468 @@
+//! The agent's Node: registration with what the machine really has, a Lease renewed every
+//! 10 s in `kube-node-lease` (what the node lifecycle controller watches), and the node
+//! conditions (Ready, MemoryPressure, DiskPressure, PIDPressure) kept current.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+/// How often the Lease is renewed, as kubelet does (`nodeLeaseRenewInterval`).
+pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a Lease stays valid without renewal (kubelet's `nodeLeaseDurationSeconds`).
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+/// kubelet's default `maxPods`.
+pub const MAX_PODS: u32 = 110;
+/// Eviction thresholds kubelet uses by default: memory.available < 100Mi, nodefs.available
+/// < 10%, and we call PIDs short under 5% free.
+const MEMORY_PRESSURE_BYTES: u64 = 100 << 20;
+const DISK_PRESSURE_PERCENT: u64 = 10;
+const PID_PRESSURE_PERCENT: u64 = 5;
+
+/// The agent's version as Kubernetes reports it in `nodeInfo.kubeletVersion`.
+pub const KUBELET_VERSION: &str = "v1.33.0-capstan";
+
+/// Why a Node or Lease write failed; the heartbeat retries on its next tick.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("registering node {name}: {source}")]
+    Register { name: String, source: kube::Error },
+    #[error("updating the status of node {name}: {source}")]
+    UpdateStatus { name: String, source: kube::Error },
+    #[error("renewing the lease of node {name}: {source}")]
+    RenewLease { name: String, source: kube::Error },
+}
+
+/// Facts about this machine, read once at start.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cpus: u64,
+    pub memory_bytes: u64,
+    pub ephemeral_storage_bytes: u64,
+    pub kernel_version: String,
+    pub os_image: String,
+    pub machine_id: String,
+    pub boot_id: String,
+    pub hostname: String,
+}
+
+impl Machine {
+    /// Reads the machine; `storage_dir` is where pods' files go (its filesystem is nodefs).
+    pub fn read(storage_dir: &Path) -> Machine {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        let uname = nix::sys::utsname::uname().ok();
+        let os_image = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_else(|| "Linux".into());
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            memory_bytes: meminfo("MemTotal"),
+            ephemeral_storage_bytes: disk(storage_dir).0,
+            kernel_version: uname
+                .as_ref()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            os_image,
+            machine_id: read("/etc/machine-id"),
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            hostname: uname
+                .map(|u| u.nodename().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads a `/proc/meminfo` field, in bytes.
+fn meminfo(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// (total, available) bytes of the filesystem holding `dir`.
+fn disk(dir: &Path) -> (u64, u64) {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let block = s.fragment_size();
+            (s.blocks() * block, s.blocks_available() * block)
+        }
+        Err(_) => (0, 0),
+    }
+}
+
+/// How this node is registered.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    /// The address the API server reaches the agent on (`InternalIP`).
+    pub internal_ip: String,
+    /// The agent's HTTPS port (`daemonEndpoints.kubeletEndpoint.Port`).
+    pub port: u16,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The Node object this agent registers: capacity from the machine, no reservations.
+pub fn node_object(spec: &NodeSpec, machine: &Machine) -> Value {
+    let mut labels = spec.labels.clone();
+    labels.insert("kubernetes.io/hostname".into(), spec.name.clone());
+    labels.insert("kubernetes.io/os".into(), "linux".into());
+    labels.insert("kubernetes.io/arch".into(), go_arch().into());
+    labels.insert("beta.kubernetes.io/os".into(), "linux".into());
+    labels.insert("beta.kubernetes.io/arch".into(), go_arch().into());
+    let resources = json!({
+        "cpu": machine.cpus.to_string(),
+        "memory": format!("{}Ki", machine.memory_bytes / 1024),
+        "ephemeral-storage": machine.ephemeral_storage_bytes.to_string(),
+        "pods": MAX_PODS.to_string(),
+    });
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": spec.name, "labels": labels},
+        "spec": {},
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "addresses": [
+                {"type": "InternalIP", "address": spec.internal_ip},
+                {"type": "Hostname", "address": spec.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": spec.port}},
+            "nodeInfo": {
+                "machineID": machine.machine_id,
+                "systemUUID": machine.machine_id,
+                "bootID": machine.boot_id,
+                "kernelVersion": machine.kernel_version,
+                "osImage": machine.os_image,
+                "containerRuntimeVersion": concat!("capstan://", env!("CARGO_PKG_VERSION")),
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": KUBELET_VERSION,
+                "operatingSystem": "linux",
+                "architecture": go_arch(),
+            },
+        },
+    })
+}
+
+/// The architecture as Go (and so Kubernetes) names it.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// One node condition as kubelet words it.
+#[derive(Debug, Clone, PartialEq)]
+struct Condition {
+    kind: &'static str,
+    status: &'static str,
+    reason: &'static str,
+    message: &'static str,
+}
+
+/// The node's conditions from what the machine has left now.
+fn conditions(storage_dir: &Path) -> Vec<Condition> {
+    let memory_short = meminfo("MemAvailable") < MEMORY_PRESSURE_BYTES;
+    let (total, available) = disk(storage_dir);
+    let disk_short = total > 0 && available * 100 / total < DISK_PRESSURE_PERCENT;
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let processes = std::fs::read_dir("/proc").map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .count() as u64
+    });
+    let pids_short =
+        pid_max > 0 && (pid_max - processes.min(pid_max)) * 100 / pid_max < PID_PRESSURE_PERCENT;
+    let pressure =
+        |kind, short: bool, yes: (&'static str, &'static str), no: (&'static str, &'static str)| {
+            let (reason, message) = if short { yes } else { no };
+            Condition {
+                kind,
+                status: if short { "True" } else { "False" },
+                reason,
+                message,
+            }
+        };
+    vec![
+        pressure(
+            "MemoryPressure",
+            memory_short,
+            (
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
+            (
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+        ),
+        pressure(
+            "DiskPressure",
+            disk_short,
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ),
+        pressure(
+            "PIDPressure",
+            pids_short,
+            (
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+        ),
+        Condition {
+            kind: "Ready",
+            status: "True",
+            reason: "KubeletReady",
+            message: "kubelet is posting ready status",
+        },
+    ]
+}
+
+/// Keeps the Node registered and its status, conditions and Lease current, until the task is
+/// dropped. Failures are logged and retried on the next tick: a control plane that is away for
+/// a while must not stop the node.
+pub struct Heartbeat {
+    client: Client,
+    spec: NodeSpec,
+    machine: Machine,
+    storage_dir: std::path::PathBuf,
+    /// Conditions last written, with the time each last changed.
+    written: Vec<(Condition, Time)>,
+    node_uid: Option<String>,
+}
+
+impl Heartbeat {
+    pub fn new(client: Client, spec: NodeSpec, machine: Machine, storage_dir: &Path) -> Self {
+        Heartbeat {
+            client,
+            spec,
+            machine,
+            storage_dir: storage_dir.to_owned(),
+            written: Vec::new(),
+            node_uid: None,
+        }
+    }
+
+    /// Creates the Node, or brings an existing one (an agent restart) up to date.
+    pub async fn register(&mut self) -> Result<(), NodeError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let name = self.spec.name.clone();
+        let wanted = node_object(&self.spec, &self.machine);
+        let node: Node =
+            serde_json::from_value(wanted.clone()).expect("the node object is a valid Node");
+        let created = match nodes.create(&PostParams::default(), &node).await {
+            Ok(created) => created,
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let patch = json!({"metadata": {"labels": wanted["metadata"]["labels"]}});
+                nodes
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|source| NodeError::Register {
+                        name: name.clone(),
+                        source,
+                    })?
+            }
+            Err(source) => return Err(NodeError::Register { name, source }),
+        };
+        self.node_uid = created.metadata.uid.clone();
+        self.written.clear();
+        self.update_status().await
+    }
+
+    /// Writes the node status (capacity, addresses, conditions with kubelet's heartbeat times).
+    pub async fn update_status(&mut self) -> Result<(), NodeError> {
+        let now = Time(jiff::Timestamp::now());
+        let current = conditions(&self.storage_dir);
+        let mut list = Vec::new();
+        let mut next = Vec::new();
+        for condition in current {
+            let since = self
+                .written
+                .iter()
+                .find(|(old, _)| old.kind == condition.kind && old.status == condition.status)
+                .map_or_else(|| now.clone(), |(_, t)| t.clone());
+            list.push(json!({
+                "type": condition.kind,
+                "status": condition.status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": since,
+            }));
+            next.push((condition, since));
+        }
+        let mut status = node_object(&self.spec, &self.machine)["status"].clone();
+        status["conditions"] = json!(list);
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        nodes
+            .patch_status(
+                &self.spec.name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await
+            .map_err(|source| NodeError::UpdateStatus {
+                name: self.spec.name.clone(),
+                source,
+            })?;
+        self.written = next;
+        Ok(())
+    }
+
+    /// Renews (or creates) the node's Lease in `kube-node-lease`.
+    pub async fn renew_lease(&self) -> Result<(), NodeError> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        let name = &self.spec.name;
+        let now = MicroTime(jiff::Timestamp::now());
+        let error = |source| NodeError::RenewLease {
+            name: name.clone(),
+            source,
+        };
+        let patch = json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now}});
+        match leases
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let mut lease = json!({
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": name, "namespace": "kube-node-lease"},
+                    "spec": patch["spec"],
+                });
+                if let Some(uid) = &self.node_uid {
+                    lease["metadata"]["ownerReferences"] =
+                        json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]);
+                }
+                let lease: Lease =
+                    serde_json::from_value(lease).expect("the lease object is a valid Lease");
+                leases
+                    .create(&PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
+                    .map_err(error)
+            }
+            Err(source) => Err(error(source)),
+        }
+    }
+
+    /// Runs forever: lease every 10 s, status every 10 s (as kubelet's
+    /// `nodeStatusUpdateFrequency`), re-registering when the Node was deleted.
+    pub async fn run(mut self) {
+        let mut registered = false;
+        let mut tick = tokio::time::interval(LEASE_RENEW_INTERVAL);
+        loop {
+            tick.tick().await;
+            if !registered {
+                match self.register().await {
+                    Ok(()) => registered = true,
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        continue;
+                    }
+                }
+            } else if let Err(e) = self.update_status().await {
+                tracing::warn!("{e}");
+                if let NodeError::UpdateStatus {
+                    source: kube::Error::Api(status),
+                    ..
+                } = &e
+                    && status.code == 404
+                {
+                    registered = false;
+                    continue;
+                }
+            }
+            if let Err(e) = self.renew_lease().await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_object_carries_kubernetes_well_known_labels_and_capacity() {
+        let machine = Machine {
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            ephemeral_storage_bytes: 100 << 30,
+            kernel_version: "6.1.0".into(),
+            os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+            machine_id: "m".into(),
+            boot_id: "b".into(),
+            hostname: "h".into(),
+        };
+        let spec = NodeSpec {
+            name: "node-1".into(),
+            internal_ip: "10.0.0.1".into(),
+            port: 10250,
+            labels: BTreeMap::new(),
+        };
+        let node = node_object(&spec, &machine);
+        assert_eq!(
+            node["metadata"]["labels"]["kubernetes.io/hostname"],
+            "node-1"
+        );
+        assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
+        assert_eq!(node["status"]["capacity"]["memory"], "4194304Ki");
+        assert_eq!(node["status"]["capacity"]["pods"], "110");
+        assert_eq!(
+            node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            10250
+        );
+        // It deserializes into the typed Node, which is what gets sent.
+        let typed: Node = serde_json::from_value(node).unwrap();
+        assert_eq!(
+            typed.status.unwrap().node_info.unwrap().operating_system,
+            "linux"
+        );
+    }
+
+    #[test]
+    fn this_machine_reports_sane_conditions() {
+        let conditions = conditions(Path::new("/"));
+        let kinds: Vec<_> = conditions.iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        );
+        assert!(Machine::read(Path::new("/")).memory_bytes > 0);
+    }
+}

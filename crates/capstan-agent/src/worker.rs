@@ -1,0 +1,722 @@
+//! The pod worker: one task per pod on the node, kubelet's `syncPod` loop.
+//!
+//! Each pass it compares the pod spec with what runs (the runtime's container directories are
+//! the truth, so a restarted agent picks up where it was), starts what should run — the sandbox,
+//! then init containers one by one, then the regular containers — restarts what ended as the
+//! restart policy says with kubelet's back-off, and writes the pod status when it changed.
+//! A pod marked for deletion has its containers stopped within the grace period, its files
+//! removed, and is then deleted for good.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_runtime::container::ContainerConfig;
+use capstan_runtime::{ContainerState, Runtime};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::events::{EventType, Recorder, container_field_path};
+use crate::status::{ContainerView, PodFacts};
+
+/// kubelet's crash-loop back-off: 10 s doubling to 5 min, forgotten after 10 min of running.
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// How often a worker looks at its containers when nothing else wakes it.
+const POLL: Duration = Duration::from_millis(200);
+/// kubelet's default `containerLogMaxSize`.
+const LOG_MAX_BYTES: u64 = 10 << 20;
+
+/// What every worker shares.
+pub struct Shared {
+    pub client: Client,
+    pub node_name: String,
+    pub host_ip: String,
+    pub runtime: Runtime,
+    pub images: capstan_runtime::image::ImageStore,
+    /// `<root>/pods`: one directory per pod UID.
+    pub pods_dir: PathBuf,
+    pub events: Recorder,
+    pub node: crate::env::NodeFacts,
+    /// `namespace/name` → UID of the pods on this node, for the endpoint's lookups.
+    pub pod_names: std::sync::RwLock<HashMap<String, String>>,
+}
+
+/// The runtime id of attempt `attempt` of container `name` in pod `uid`.
+pub fn container_id(uid: &str, name: &str, attempt: u32) -> String {
+    format!("{uid}-{name}-{attempt}")
+}
+
+/// Splits a runtime id back into (pod uid, container name, attempt). Pod UIDs are 36
+/// characters (a UUID).
+pub fn parse_container_id(id: &str) -> Option<(&str, &str, u32)> {
+    let uid = id.get(..36)?;
+    let rest = id.get(37..)?;
+    let (name, attempt) = rest.rsplit_once('-')?;
+    Some((uid, name, attempt.parse().ok()?))
+}
+
+/// Per-container bookkeeping between passes.
+#[derive(Debug, Default)]
+struct Tracked {
+    /// Attempt number of the current container (= restartCount).
+    attempt: Option<u32>,
+    backoff: Duration,
+    /// When the current back-off ends.
+    retry_at: Option<tokio::time::Instant>,
+    waiting: Option<(String, String)>,
+    image_id: String,
+}
+
+pub struct PodWorker {
+    shared: Arc<Shared>,
+    uid: String,
+    dir: PathBuf,
+    tracked: HashMap<String, Tracked>,
+    start_time: jiff::Timestamp,
+    last_status: Option<Value>,
+    sandbox_ready: bool,
+}
+
+impl PodWorker {
+    /// A worker for pod `uid`; containers already on disk (an agent restart) are adopted.
+    pub fn new(shared: Arc<Shared>, uid: &str) -> Self {
+        let dir = shared.pods_dir.join(uid);
+        let mut tracked: HashMap<String, Tracked> = HashMap::new();
+        for id in shared.runtime.list().unwrap_or_default() {
+            if let Some((pod, name, attempt)) = parse_container_id(&id)
+                && pod == uid
+            {
+                let entry = tracked.entry(name.to_owned()).or_default();
+                entry.attempt = Some(entry.attempt.map_or(attempt, |a| a.max(attempt)));
+            }
+        }
+        PodWorker {
+            shared,
+            uid: uid.to_owned(),
+            dir,
+            tracked,
+            start_time: jiff::Timestamp::now(),
+            last_status: None,
+            sandbox_ready: false,
+        }
+    }
+
+    /// Runs until the pod is gone. `pod` carries the latest spec; `None` means the pod no longer
+    /// exists in the API (deleted while we were away, or force-deleted).
+    pub async fn run(mut self, mut pod: watch::Receiver<Option<Pod>>) {
+        if let Some(Some(p)) = Some(pod.borrow().clone())
+            && let Some(start) = p.status.as_ref().and_then(|s| s.start_time.as_ref())
+        {
+            self.start_time = start.0;
+        }
+        loop {
+            let current = pod.borrow_and_update().clone();
+            match current {
+                None => {
+                    self.terminate(None, Duration::from_secs(2)).await;
+                    self.cleanup().await;
+                    return;
+                }
+                Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                    let grace = p
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .unwrap_or(30)
+                        .max(0) as u64;
+                    self.terminate(Some(&p), Duration::from_secs(grace)).await;
+                    self.report(&p).await;
+                    self.cleanup().await;
+                    self.delete_for_good(&p).await;
+                    return;
+                }
+                Some(p) => {
+                    self.sync(&p).await;
+                    self.report(&p).await;
+                }
+            }
+            tokio::select! {
+                changed = pod.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    fn spec_containers(pod: &Pod) -> (Vec<Container>, Vec<Container>) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        (spec.init_containers.unwrap_or_default(), spec.containers)
+    }
+
+    fn state_of(&self, name: &str) -> Option<(String, ContainerState)> {
+        let attempt = self.tracked.get(name)?.attempt?;
+        let id = container_id(&self.uid, name, attempt);
+        self.shared.runtime.state(&id).ok().map(|s| (id, s))
+    }
+
+    /// One pass of kubelet's syncPod.
+    async fn sync(&mut self, pod: &Pod) {
+        let phase = self
+            .last_status
+            .as_ref()
+            .and_then(|s| s["phase"].as_str())
+            .unwrap_or("");
+        if phase == "Succeeded" || phase == "Failed" {
+            return; // a finished pod keeps its containers (for logs) and never starts again
+        }
+        if !self.sandbox_ready {
+            match self.prepare_sandbox(pod).await {
+                Ok(()) => self.sandbox_ready = true,
+                Err(message) => {
+                    self.shared
+                        .events
+                        .record(pod, None, EventType::Warning, "FailedMount", message)
+                        .await;
+                    return;
+                }
+            }
+        }
+        let (init, containers) = Self::spec_containers(pod);
+        let policy = crate::status::restart_policy(pod).to_owned();
+        for container in &init {
+            match self.state_of(&container.name) {
+                Some((_, ContainerState::Exited { exit, .. })) if exit.exit_code == 0 => continue,
+                Some((_, ContainerState::Running(_) | ContainerState::Creating)) => return,
+                Some(_) if policy == "Never" => return, // the pod has failed
+                _ => {
+                    self.start_or_back_off(pod, container, true).await;
+                    return;
+                }
+            }
+        }
+        for container in &containers {
+            let restart = match self.state_of(&container.name) {
+                None => true,
+                Some((_, ContainerState::Running(_) | ContainerState::Creating)) => false,
+                Some((_, ContainerState::Exited { exit, .. })) => match policy.as_str() {
+                    "Always" => true,
+                    "OnFailure" => exit.exit_code != 0,
+                    _ => false,
+                },
+                Some((_, ContainerState::Lost { .. })) => policy != "Never",
+            };
+            if restart {
+                self.start_or_back_off(pod, container, false).await;
+            }
+        }
+    }
+
+    /// Starts the next attempt of a container unless its back-off has not passed yet.
+    async fn start_or_back_off(&mut self, pod: &Pod, container: &Container, init: bool) {
+        let name = container.name.clone();
+        let previous = self.state_of(&name);
+        let now = tokio::time::Instant::now();
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let tracked = self.tracked.entry(name.clone()).or_default();
+        if let Some((_, ContainerState::Exited { started, exit })) = &previous
+            && tracked.retry_at.is_none()
+        {
+            // A container that ran long enough forgets its back-off, as kubelet's does.
+            let ran = started
+                .as_ref()
+                .map(|s| exit.finished_at.duration_since(s.started_at).unsigned_abs());
+            if ran.is_some_and(|r| r >= BACKOFF_RESET) {
+                tracked.backoff = Duration::ZERO;
+            }
+            if tracked.backoff.is_zero() {
+                // The first restart is immediate; the next waits 10 s, then 20 s, ...
+                tracked.backoff = BACKOFF_INITIAL;
+                tracked.retry_at = Some(now);
+            } else {
+                let wait = tracked.backoff;
+                tracked.retry_at = Some(now + wait);
+                tracked.backoff = (wait * 2).min(BACKOFF_MAX);
+                tracked.waiting = Some((
+                    "CrashLoopBackOff".into(),
+                    format!(
+                        "back-off {}s restarting failed container={name} pod={pod_name}_{namespace}({})",
+                        wait.as_secs(),
+                        self.uid
+                    ),
+                ));
+                self.shared
+                    .events
+                    .record(
+                        pod,
+                        container_field_path(init, &name),
+                        EventType::Warning,
+                        "BackOff",
+                        format!("Back-off restarting failed container {name} in pod {pod_name}_{namespace}({})", self.uid),
+                    )
+                    .await;
+                return;
+            }
+        }
+        let tracked = self.tracked.entry(name.clone()).or_default();
+        if tracked.retry_at.is_some_and(|at| at > now) {
+            // A failed pull waits as ImagePullBackOff, as kubelet shows it.
+            if let Some((reason, _)) = &mut tracked.waiting
+                && reason == "ErrImagePull"
+            {
+                *reason = "ImagePullBackOff".into();
+                tracked.waiting = Some((
+                    "ImagePullBackOff".into(),
+                    format!(
+                        "Back-off pulling image \"{}\"",
+                        container.image.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+            return;
+        }
+        let attempt = match previous {
+            Some(_) => self
+                .tracked
+                .get(&name)
+                .and_then(|t| t.attempt)
+                .map_or(0, |a| a + 1),
+            None => self.tracked.get(&name).and_then(|t| t.attempt).unwrap_or(0),
+        };
+        // Keep the attempt before (for `kubectl logs --previous`), remove older ones.
+        if attempt >= 2 {
+            let old = container_id(&self.uid, &name, attempt - 2);
+            let _ = self.shared.runtime.remove(&old, &self.uid).await;
+        }
+        let result = self.start(pod, container, init, attempt).await;
+        let tracked = self.tracked.entry(name.clone()).or_default();
+        tracked.retry_at = None;
+        match result {
+            Ok(image_id) => {
+                tracked.attempt = Some(attempt);
+                tracked.waiting = None;
+                tracked.image_id = image_id;
+            }
+            Err((reason, message)) => {
+                tracked.waiting = Some((reason, message.clone()));
+                tracked.retry_at = Some(tokio::time::Instant::now() + BACKOFF_INITIAL);
+                self.shared
+                    .events
+                    .record(
+                        pod,
+                        container_field_path(init, &name),
+                        EventType::Warning,
+                        "Failed",
+                        format!("Error: {message}"),
+                    )
+                    .await;
+            }
+        }
+    }
+
+    /// Starts one container attempt: image, environment, mounts, then the runtime. Errors are
+    /// (waiting reason, message) in kubelet's words.
+    async fn start(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        init: bool,
+        attempt: u32,
+    ) -> Result<String, (String, String)> {
+        let field_path = container_field_path(init, &container.name);
+        let image = self.ensure_image(pod, container, &field_path).await?;
+        let image_config = self
+            .shared
+            .images
+            .config(&image)
+            .map_err(|e| ("CreateContainerError".into(), e.to_string()))?;
+        let layers = {
+            let images = &self.shared.images;
+            let image = image.clone();
+            tokio::task::block_in_place(|| images.layer_dirs(&image))
+                .map_err(|e| ("CreateContainerError".into(), e.to_string()))?
+        };
+        let source = crate::api_source::ApiSource::new(self.shared.client.clone());
+        let env = crate::env::container_env(pod, container, &self.shared.node, &source)
+            .await
+            .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let env = crate::container_spec::merge_env(&image_config.env, env);
+        let args = crate::container_spec::argv(container, &image_config, &env);
+        if args.is_empty() {
+            return Err(("CreateContainerError".into(), "no command specified".into()));
+        }
+        let security = crate::container_spec::security(pod, container, &image_config, &layers)
+            .map_err(|e| ("CreateContainerConfigError".to_string(), e))?;
+        let volumes =
+            crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source)
+                .await
+                .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let id = container_id(&self.uid, &container.name, attempt);
+        let termination_log = self.dir.join("termination").join(&id);
+        std::fs::create_dir_all(self.dir.join("termination"))
+            .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        std::fs::write(&termination_log, b"")
+            .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        let mut mounts = crate::container_spec::managed_files(
+            &self.dir,
+            container,
+            &termination_log,
+            host_network,
+        );
+        mounts.extend(
+            volumes
+                .container_mounts(container)
+                .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?,
+        );
+        let namespaces =
+            capstan_runtime::sandbox::create(&self.dir, &pod_hostname(pod), host_network)
+                .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        let config = ContainerConfig {
+            id: id.clone(),
+            pod_uid: self.uid.clone(),
+            layers,
+            args,
+            env,
+            working_dir: container
+                .working_dir
+                .clone()
+                .or(image_config.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            user: security.user,
+            mounts,
+            namespaces,
+            readonly_rootfs: security.readonly_rootfs,
+            privileged: security.privileged,
+            capabilities_add: security.add,
+            capabilities_drop: security.drop,
+            no_new_privileges: security.no_new_privileges,
+            seccomp: security.seccomp,
+            resources: crate::container_spec::resources(container),
+            oom_score_adj: oom_score_adj(pod),
+            log_path: self
+                .dir
+                .join("logs")
+                .join(&container.name)
+                .join(format!("{attempt}.log")),
+            log_max_bytes: LOG_MAX_BYTES,
+        };
+        self.shared
+            .events
+            .record(
+                pod,
+                field_path.clone(),
+                EventType::Normal,
+                "Created",
+                format!("Created container: {}", container.name),
+            )
+            .await;
+        match self.shared.runtime.start(&config).await {
+            Ok(_) => {
+                self.shared
+                    .events
+                    .record(
+                        pod,
+                        field_path,
+                        EventType::Normal,
+                        "Started",
+                        format!("Started container {}", container.name),
+                    )
+                    .await;
+                Ok(image.config_digest.clone())
+            }
+            Err(e) => {
+                // A failed start leaves its directory for diagnosis until the next attempt.
+                let _ = self.shared.runtime.remove(&id, &self.uid).await;
+                Err(("RunContainerError".into(), e.to_string()))
+            }
+        }
+    }
+
+    /// Finds the image in the store, as `imagePullPolicy` allows. Pulls come from the
+    /// registry client; an image the store lacks is ErrImagePull until then.
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        field_path: &Option<String>,
+    ) -> Result<capstan_runtime::image::ImageRecord, (String, String)> {
+        let name = container.image.clone().unwrap_or_default();
+        let found = self
+            .shared
+            .images
+            .resolve(&name)
+            .map_err(|e| ("InvalidImageName".to_string(), e.to_string()))?;
+        let policy = container
+            .image_pull_policy
+            .as_deref()
+            .unwrap_or("IfNotPresent");
+        match (found, policy) {
+            (Some(image), "IfNotPresent" | "Never") => {
+                self.shared
+                    .events
+                    .record(
+                        pod,
+                        field_path.clone(),
+                        EventType::Normal,
+                        "Pulled",
+                        format!("Container image \"{name}\" already present on machine"),
+                    )
+                    .await;
+                Ok(image)
+            }
+            (None, "Never") => Err((
+                "ErrImageNeverPull".into(),
+                format!("Container image \"{name}\" is not present with pull policy of Never"),
+            )),
+            (_, _) => {
+                self.shared
+                    .events
+                    .record(
+                        pod,
+                        field_path.clone(),
+                        EventType::Normal,
+                        "Pulling",
+                        format!("Pulling image \"{name}\""),
+                    )
+                    .await;
+                crate::pull::pull(&self.shared, pod, &name)
+                    .await
+                    .map_err(|message| ("ErrImagePull".to_string(), message))
+            }
+        }
+    }
+
+    async fn prepare_sandbox(&self, pod: &Pod) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        let hostname = pod_hostname(pod);
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        capstan_runtime::sandbox::create(&self.dir, &hostname, host_network)
+            .map_err(|e| e.to_string())?;
+        let ip = if host_network {
+            self.shared.host_ip.clone()
+        } else {
+            String::new()
+        };
+        let mut hosts = String::from(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+        );
+        if !ip.is_empty() {
+            hosts.push_str(&format!("{ip}\t{hostname}\n"));
+        }
+        std::fs::write(self.dir.join("etc-hosts"), hosts).map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join("hostname"), format!("{hostname}\n"))
+            .map_err(|e| e.to_string())?;
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(self.dir.join("resolv.conf"), resolv).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Builds the views the status is computed from.
+    fn views(&self, containers: &[Container]) -> Vec<ContainerView> {
+        containers
+            .iter()
+            .map(|c| {
+                let tracked = self.tracked.get(&c.name);
+                let attempt = tracked.and_then(|t| t.attempt);
+                let current = self.state_of(&c.name);
+                let previous = attempt.filter(|a| *a > 0).and_then(|a| {
+                    let id = container_id(&self.uid, &c.name, a - 1);
+                    self.shared.runtime.state(&id).ok().map(|s| (id, s))
+                });
+                let running = matches!(current, Some((_, ContainerState::Running(_))));
+                let termination_message = current.as_ref().and_then(|(id, _)| {
+                    std::fs::read_to_string(self.dir.join("termination").join(id))
+                        .ok()
+                        .map(|m| m.chars().take(4096).collect())
+                });
+                ContainerView {
+                    name: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                    image_id: tracked.map(|t| t.image_id.clone()).unwrap_or_default(),
+                    restart_count: attempt.unwrap_or(0),
+                    waiting: tracked.and_then(|t| t.waiting.clone()).filter(|_| !running),
+                    // Readiness probes come with the prober; until then running is ready.
+                    ready: running,
+                    current,
+                    previous,
+                    termination_message,
+                }
+            })
+            .collect()
+    }
+
+    /// Writes the pod status when it changed.
+    async fn report(&mut self, pod: &Pod) {
+        let (init, containers) = Self::spec_containers(pod);
+        let mut init_views = self.views(&init);
+        let mut views = self.views(&containers);
+        let initialized = init_views.iter().all(ContainerView::succeeded);
+        for view in views
+            .iter_mut()
+            .filter(|v| v.current.is_none() && v.waiting.is_none())
+        {
+            if !initialized {
+                view.waiting = Some(("PodInitializing".into(), String::new()));
+            }
+        }
+        for view in init_views
+            .iter_mut()
+            .filter(|v| v.current.is_none() && v.waiting.is_none())
+        {
+            view.waiting = Some(("PodInitializing".into(), String::new()));
+        }
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let facts = PodFacts {
+            host_ip: &self.shared.host_ip,
+            pod_ip: host_network.then_some(self.shared.host_ip.as_str()),
+            start_time: self.start_time,
+            sandbox_ready: self.sandbox_ready,
+        };
+        let status =
+            crate::status::pod_status(pod, &facts, &init_views, &views, self.last_status.as_ref());
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match pods
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await
+        {
+            Ok(_) => self.last_status = Some(status),
+            Err(e) => tracing::debug!("updating the status of pod {name}: {e}"),
+        }
+    }
+
+    /// Stops every running container of the pod, in parallel, within `grace`.
+    async fn terminate(&self, pod: Option<&Pod>, grace: Duration) {
+        let ids: Vec<String> = self
+            .tracked
+            .iter()
+            .filter_map(|(name, t)| t.attempt.map(|a| (name, container_id(&self.uid, name, a))))
+            .filter(|(_, id)| {
+                matches!(
+                    self.shared.runtime.state(id),
+                    Ok(ContainerState::Running(_) | ContainerState::Creating)
+                )
+            })
+            .map(|(name, id)| (name.clone(), id))
+            .map(|(_, id)| id)
+            .collect();
+        let mut stops = Vec::new();
+        for id in ids {
+            if let (Some(pod), Some((_, name, _))) = (pod, parse_container_id(&id)) {
+                self.shared
+                    .events
+                    .record(
+                        pod,
+                        container_field_path(false, name),
+                        EventType::Normal,
+                        "Killing",
+                        format!("Stopping container {name}"),
+                    )
+                    .await;
+            }
+            let runtime = self.shared.runtime.clone();
+            stops.push(tokio::spawn(async move { runtime.stop(&id, grace).await }));
+        }
+        for stop in stops {
+            let _ = stop.await;
+        }
+    }
+
+    /// Removes everything the pod left on the node: containers (rootfs mounts, cgroups),
+    /// volumes, namespaces, files.
+    async fn cleanup(&self) {
+        for id in self.shared.runtime.list().unwrap_or_default() {
+            if parse_container_id(&id).is_some_and(|(uid, _, _)| uid == self.uid)
+                && let Err(e) = self.shared.runtime.remove(&id, &self.uid).await
+            {
+                tracing::warn!("removing container {id}: {e}");
+            }
+        }
+        if let Err(e) = crate::volumes::cleanup(&self.dir) {
+            tracing::warn!("removing the volumes of pod {}: {e}", self.uid);
+        }
+        if let Err(e) = capstan_runtime::sandbox::remove(&self.dir) {
+            tracing::warn!("removing the namespaces of pod {}: {e}", self.uid);
+        }
+        let _ = capstan_runtime::cgroups::remove(&format!("/capstan/pod{}", self.uid));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Deletes the pod object now that nothing of it runs (kubelet's final delete, grace 0,
+    /// guarded by the UID so that a new pod of the same name is never touched).
+    async fn delete_for_good(&self, pod: &Pod) {
+        let pods: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Err(e) = pods.delete(&name, &params).await {
+            tracing::debug!("deleting pod {name}: {e}");
+        }
+    }
+}
+
+/// The pod's hostname: `spec.hostname` or its name, as kubelet sets it.
+fn pod_hostname(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default()
+        .chars()
+        .take(63)
+        .collect()
+}
+
+/// kubelet's OOM score adjustment by QoS class: Guaranteed pods are killed last.
+fn oom_score_adj(pod: &Pod) -> i32 {
+    match crate::status::qos_class(pod) {
+        "Guaranteed" => -997,
+        "BestEffort" => 1000,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_round_trip() {
+        let uid = "0b2c8f7e-1a2b-4c3d-8e9f-0a1b2c3d4e5f";
+        let id = container_id(uid, "web-server", 12);
+        assert_eq!(parse_container_id(&id), Some((uid, "web-server", 12)));
+        assert_eq!(parse_container_id("short"), None);
+    }
+}
