@@ -345,3 +345,115 @@ spec:
         "the force-deleted pod's container was not cleaned up"
     );
 }
+
+#[test]
+fn exec_cp_and_follow_reach_a_running_container() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shell
+spec:
+  nodeName: e2e-node
+  containers:
+  - name: main
+    image: capstan.test/busybox:1
+    command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+    env:
+    - name: GREETING
+      value: hello
+"#,
+    );
+    wait_for(
+        &cluster,
+        "shell",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(30),
+    );
+
+    // Output, environment and the exit code come back through the API server's proxy.
+    let output = cluster.kubectl_output(&[
+        "exec",
+        "shell",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\n");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("oops"));
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "kubectl exits with the command's code"
+    );
+    // stdin reaches the command, and its end is seen.
+    assert_eq!(
+        cluster.kubectl_stdin(
+            &["exec", "-i", "shell", "--", "sh", "-c", "cat; echo end"],
+            "piped\n"
+        ),
+        "piped\nend\n"
+    );
+    // A command that does not exist is an error, as containerd words it.
+    let missing = cluster.kubectl_output(&["exec", "shell", "--", "no-such-command"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("executable file not found in $PATH")
+    );
+    // -it gives the command a terminal (kubectl wants one of its own: `script` lends it one).
+    let output = std::process::Command::new("script")
+        .args([
+            "-qec",
+            "kubectl exec -it shell -- sh -c 'tty; exit 5'",
+            "/dev/null",
+        ])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("HOME", cluster.dir.path().join("home"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert_eq!(output.status.code(), Some(5), "{text}");
+
+    // kubectl cp runs tar through exec, both ways.
+    let local = cluster.write_file("copied.txt", "copied content\n");
+    cluster.kubectl(&["cp", local.to_str().unwrap(), "shell:/tmp/copied.txt"]);
+    assert_eq!(
+        cluster.kubectl(&["exec", "shell", "--", "cat", "/tmp/copied.txt"]),
+        "copied content\n"
+    );
+    let back = cluster.dir.path().join("back.txt");
+    cluster.kubectl(&["cp", "shell:/tmp/copied.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied content\n");
+
+    // logs -f streams new lines as they are written.
+    let mut follow = cluster
+        .kubectl_command(&["logs", "-f", "shell", "--tail", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        lines.push(line);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let numbers: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 4, "{lines:?}");
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "followed lines are consecutive: {lines:?}"
+    );
+}

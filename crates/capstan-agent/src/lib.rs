@@ -10,6 +10,7 @@ pub mod api_source;
 pub mod container_spec;
 pub mod env;
 pub mod events;
+pub mod exec;
 pub mod node;
 pub mod pods;
 pub mod pull;
@@ -118,6 +119,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
         node_name: config.node_name.clone(),
         host_ip: config.node_ip.clone(),
         runtime,
+        shim: config.shim.clone(),
         images,
         pods_dir,
         events: events::Recorder::new(config.client.clone(), &config.node_name),

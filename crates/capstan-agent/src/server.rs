@@ -19,7 +19,11 @@ use tokio::net::TcpListener;
 
 use crate::worker::{Shared, container_id, parse_container_id};
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+pub(crate) fn empty() -> Body {
+    Full::new(Bytes::new()).boxed()
+}
 
 /// Why the endpoint could not start; fatal for the agent.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +111,67 @@ async fn route(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Bod
         ["containerLogs", namespace, pod, container] => {
             container_logs(shared, namespace, pod, container, &query).await
         }
+        ["exec", namespace, pod, container] => {
+            let (namespace, pod, container) = (
+                namespace.to_string(),
+                pod.to_string(),
+                container.to_string(),
+            );
+            exec(shared, request, &namespace, &pod, &container, &query)
+        }
         _ => full(StatusCode::NOT_FOUND, "404 page not found\n"),
+    }
+}
+
+/// `kubectl exec`: upgrades to the stream protocol and runs the command in the container's
+/// current, running attempt.
+fn exec(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &[(String, String)],
+) -> Response<Body> {
+    let flag = |key: &str| {
+        query
+            .iter()
+            .any(|(k, v)| k == key && (v == "true" || v == "1"))
+    };
+    let command: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if command.is_empty() {
+        return full(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least one command for the container",
+        );
+    }
+    let Some(uid) = pod_uid(shared, namespace, pod) else {
+        return full(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} not found on this node"),
+        );
+    };
+    let running = log_file(shared, &uid, container, false)
+        .map(|(_, id)| id)
+        .filter(|id| matches!(shared.runtime.state(id), Ok(ContainerState::Running(_))));
+    let Some(id) = running else {
+        return full(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not running in pod {pod}"),
+        );
+    };
+    let options = crate::exec::ExecOptions {
+        command,
+        stdin: flag("stdin"),
+        tty: flag("tty"),
+    };
+    match crate::exec::upgrade(shared, request, shared.runtime.dir(&id), options) {
+        Ok(response) => response,
+        Err((status, message)) => full(status, message),
     }
 }
 

@@ -29,6 +29,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// How often a worker looks at its containers when nothing else wakes it.
 const POLL: Duration = Duration::from_millis(200);
+/// How often mounted objects are rewritten from the API.
+const VOLUME_REFRESH: Duration = Duration::from_secs(5);
 /// kubelet's default `containerLogMaxSize`.
 const LOG_MAX_BYTES: u64 = 10 << 20;
 
@@ -38,6 +40,8 @@ pub struct Shared {
     pub node_name: String,
     pub host_ip: String,
     pub runtime: Runtime,
+    /// The capstan binary, which runs shims and exec-shims.
+    pub shim: PathBuf,
     pub images: capstan_runtime::image::ImageStore,
     /// `<root>/pods`: one directory per pod UID.
     pub pods_dir: PathBuf,
@@ -81,6 +85,8 @@ pub struct PodWorker {
     start_time: jiff::Timestamp,
     last_status: Option<Value>,
     sandbox_ready: bool,
+    /// When configMap, secret and downward API volumes were last rewritten.
+    volumes_refreshed: Option<tokio::time::Instant>,
 }
 
 impl PodWorker {
@@ -104,6 +110,7 @@ impl PodWorker {
             start_time: jiff::Timestamp::now(),
             last_status: None,
             sandbox_ready: false,
+            volumes_refreshed: None,
         }
     }
 
@@ -180,6 +187,7 @@ impl PodWorker {
                 }
             }
         }
+        self.refresh_volumes(pod).await;
         let (init, containers) = Self::spec_containers(pod);
         let policy = crate::status::restart_policy(pod).to_owned();
         for container in &init {
@@ -207,6 +215,34 @@ impl PodWorker {
             if restart {
                 self.start_or_back_off(pod, container, false).await;
             }
+        }
+    }
+
+    /// Rewrites configMap, secret, downward API and projected volumes now and then, so that
+    /// running containers see changed objects (kubelet does it on its periodic sync; the files
+    /// are swapped atomically).
+    async fn refresh_volumes(&mut self, pod: &Pod) {
+        let due = self
+            .volumes_refreshed
+            .is_none_or(|at| at.elapsed() >= VOLUME_REFRESH);
+        if !due
+            || pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.volumes.as_ref())
+                .is_none_or(|v| v.is_empty())
+        {
+            return;
+        }
+        self.volumes_refreshed = Some(tokio::time::Instant::now());
+        let source = crate::api_source::ApiSource::new(self.shared.client.clone());
+        if let Err(e) =
+            crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source).await
+        {
+            self.shared
+                .events
+                .record(pod, None, EventType::Warning, "FailedMount", e.to_string())
+                .await;
         }
     }
 

@@ -6,6 +6,7 @@
 //! `request` (routing), `discovery`, `openapi`, `patch` and `watch` beside them.
 
 pub mod authn;
+pub mod connect;
 mod conversion;
 mod discovery;
 pub mod error;

@@ -20,6 +20,8 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Byt
 #[derive(Clone)]
 pub struct NodeClient {
     client: HttpsClient,
+    /// For upgraded (streaming) connections, made one by one.
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl NodeClient {
@@ -40,13 +42,74 @@ impl NodeClient {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_client_auth_cert(certs, key)?;
+        let tls = Arc::new(tls);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config((*tls).clone())
             .https_only()
             .enable_http1()
             .build();
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        Ok(NodeClient { client })
+        Ok(NodeClient { client, tls })
+    }
+
+    /// Opens an HTTP/1.1 upgrade (`exec`, `attach`, `portforward`) to the agent of `node`,
+    /// with `headers` passed on. Answers the agent's 101 and the upgraded stream; any other
+    /// answer becomes the error it carries.
+    pub async fn upgrade(
+        &self,
+        node: &Value,
+        path_and_query: &str,
+        headers: &[(String, String)],
+    ) -> Result<(Response<Incoming>, hyper::upgrade::Upgraded), ApiError> {
+        let (host, port) = agent_address(node)?;
+        let url = format!("https://{host}:{port}{path_and_query}");
+        let unreachable =
+            |e: &dyn std::fmt::Display| ApiError::Internal(format!("Get \"{url}\": {e}"));
+        let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let server_name =
+            rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                .map_err(|e| unreachable(&e))?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| unreachable(&e))?;
+        tokio::spawn(connection.with_upgrades());
+        let mut request = Request::get(path_and_query)
+            .header("host", format!("{host}:{port}"))
+            .header("connection", "Upgrade");
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = response.status();
+            let text = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
+                .unwrap_or_default();
+            return Err(match status {
+                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => ApiError::BadRequest(text),
+                _ => ApiError::Internal(text),
+            });
+        }
+        let upgraded = hyper::upgrade::on(&mut response)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        Ok((response, upgraded))
     }
 
     /// GETs `path_and_query` from the agent of `node`. A non-success answer becomes the

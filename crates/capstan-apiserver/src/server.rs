@@ -157,6 +157,24 @@ async fn handle(
             }
         }
     };
+    // exec, attach and port-forward leave HTTP for a stream: proxied to the node's agent.
+    if request.headers().contains_key(hyper::header::UPGRADE)
+        && let Some((namespace, name, subresource)) = crate::connect::streaming_target(&path)
+    {
+        let (namespace, name, subresource) = (
+            namespace.to_string(),
+            name.to_string(),
+            subresource.to_string(),
+        );
+        tracing::debug!(%peer, user = %user.name, %path, "stream");
+        return match handler
+            .connect(request, &namespace, &name, &subresource)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => respond_error(&error),
+        };
+    }
     let header = |name| {
         request
             .headers()

@@ -164,8 +164,13 @@ impl Runtime {
         })
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    /// The directory of container `id` (its bundle and shim files).
+    pub fn dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir(id)
     }
 
     /// Creates and starts a container, returning once its process runs (or failed to).

@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod cgroups;
 pub mod container;
+pub mod exec;
 pub mod image;
 pub mod logs;
 pub mod rootfs;

@@ -28,6 +28,9 @@ enum Command {
     /// Run one container for the agent (internal).
     #[command(hide = true)]
     Shim(cmd::shim::Args),
+    /// Run a command in a container for the agent (internal).
+    #[command(hide = true)]
+    ExecShim(cmd::exec_shim::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +38,7 @@ fn main() -> std::process::ExitCode {
     // The shim logs to its own file through stderr and must not start any thread early.
     let command = match cli.command {
         Command::Shim(args) => return cmd::shim::run(args),
+        Command::ExecShim(args) => return cmd::exec_shim::run(args),
         command => command,
     };
     tracing_subscriber::fmt()
@@ -48,7 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => cmd::server::run(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::run(args),
         Command::Image(args) => cmd::image::run(args),
-        Command::Shim(_) => Ok(()),
+        Command::Shim(_) | Command::ExecShim(_) => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
