@@ -346,3 +346,78 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A `capstan agent` joined to a cluster, stopped (and its containers cleaned up) on drop.
+pub struct JoinedAgent {
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Cluster {
+    /// Starts `capstan agent` for node `name` with a fresh join token, on loopback, with the
+    /// test images imported into its store.
+    pub fn join_agent(&self, name: &str) -> JoinedAgent {
+        let token = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["token", "create", "--data-dir"])
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            token.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&token.stderr)
+        );
+        let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+        let dir = self.dir.path().join(format!("agent-{name}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args([
+                "agent",
+                "--server",
+                &format!("https://127.0.0.1:{}", self.port),
+            ])
+            .args([
+                "--token",
+                &token,
+                "--node-name",
+                name,
+                "--node-ip",
+                "127.0.0.1",
+                "--agent-port",
+                "0",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .env("CAPSTAN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting capstan agent");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("joined"), "unexpected first line: {line:?}");
+        let archive = test_images().join("capstan-test-busybox.tar");
+        let import = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args(["image", "--agent-dir"])
+            .arg(&dir)
+            .arg("import")
+            .arg(&archive)
+            .output()
+            .unwrap();
+        assert!(
+            import.status.success(),
+            "image import: {}",
+            String::from_utf8_lossy(&import.stderr)
+        );
+        JoinedAgent { dir, child }
+    }
+}
+
+impl Drop for JoinedAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        cleanup_node(&self.dir);
+    }
+}

@@ -8,6 +8,7 @@ mod clients;
 mod concurrency;
 mod durability;
 mod kube_rs;
+mod nodes;
 mod openapi;
 mod pods;
 mod protobuf;

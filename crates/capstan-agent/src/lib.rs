@@ -11,6 +11,7 @@ pub mod container_spec;
 pub mod env;
 pub mod events;
 pub mod exec;
+pub mod join;
 pub mod node;
 pub mod pods;
 pub mod pull;

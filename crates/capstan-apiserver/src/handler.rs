@@ -53,6 +53,8 @@ pub struct Handler {
     pub registry: Registry,
     /// Reaches node agents for logs and exec.
     pub nodes: crate::node_proxy::NodeClient,
+    /// The cluster CA, for signing joining nodes' certificates.
+    pub pki_dir: std::path::PathBuf,
     /// `host:port` clients reach the server by, for `/api`'s `serverAddressByClientCIDRs`.
     pub server_address: String,
 }

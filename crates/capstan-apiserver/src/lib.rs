@@ -11,6 +11,7 @@ mod conversion;
 mod discovery;
 pub mod error;
 pub mod handler;
+pub mod join;
 pub mod kubeconfig;
 mod namespace_lifecycle;
 pub mod node_proxy;
@@ -193,6 +194,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let handler = Arc::new(Handler {
         registry: registry.clone(),
         nodes: node_proxy::NodeClient::new(&pki)?,
+        pki_dir: config.data_dir.join("tls"),
         server_address: client_address(&bound),
     });
     let mut tasks = vec![tokio::spawn(server::serve(listener, tls, handler, tokens))];

@@ -141,17 +141,14 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-/// Signs a new leaf certificate with the CA; returns (cert PEM, key PEM).
-pub fn issue(
-    ca_cert: &str,
-    ca_key: &str,
+/// The parameters of a leaf certificate: `common_name` is the user (or host), each
+/// organization a group, `hosts` the names and addresses it serves.
+fn leaf_params(
     common_name: &str,
     organizations: &[&str],
     hosts: &[String],
     usage: ExtendedKeyUsagePurpose,
-) -> Result<(String, String), PkiError> {
-    let ca_key = KeyPair::from_pem(ca_key)?;
-    let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key)?;
+) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -172,9 +169,43 @@ pub fn issue(
     ];
     params.extended_key_usages = vec![usage];
     validity(&mut params, 10);
+    Ok(params)
+}
+
+/// Signs a new leaf certificate with the CA; returns (cert PEM, key PEM).
+pub fn issue(
+    ca_cert: &str,
+    ca_key: &str,
+    common_name: &str,
+    organizations: &[&str],
+    hosts: &[String],
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<(String, String), PkiError> {
+    let ca_key = KeyPair::from_pem(ca_key)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key)?;
+    let params = leaf_params(common_name, organizations, hosts, usage)?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Signs the public key of a certificate signing request (PEM) with the CA. Only the key is
+/// taken from the request: the subject, names and usages are the ones given here, so a
+/// requester cannot ask for more than it is allowed.
+pub fn sign_request(
+    ca_cert: &str,
+    ca_key: &str,
+    request_pem: &str,
+    common_name: &str,
+    organizations: &[&str],
+    hosts: &[String],
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<String, PkiError> {
+    let request = rcgen::CertificateSigningRequestParams::from_pem(request_pem)?;
+    let ca_key = KeyPair::from_pem(ca_key)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key)?;
+    let params = leaf_params(common_name, organizations, hosts, usage)?;
+    Ok(params.signed_by(&request.public_key, &issuer)?.pem())
 }
 
 /// Loads the certificates under `dir`, making whatever is missing. The serving certificate is

@@ -143,6 +143,41 @@ async fn handle(
             .and_then(|v| tokens.authenticate(v))
     });
     let path = request.uri().path().to_string();
+    // Joining nodes authenticate with a join token, not as API users (see `join`).
+    match (request.method(), path.as_str()) {
+        (&hyper::Method::GET, "/cacerts") => {
+            let ca = std::fs::read_to_string(handler.pki_dir.join("ca.crt")).unwrap_or_default();
+            return Response::new(http_body_util::Full::new(Bytes::from(ca)).boxed_unsync());
+        }
+        (&hyper::Method::POST, "/capstan/v1/join") => {
+            let bearer = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = match read_body(request.into_body()).await {
+                Ok(body) => body,
+                Err(error) => return respond_error(&error),
+            };
+            return match crate::join::join(&handler.pki_dir, bearer.as_deref(), &body) {
+                Ok(answer) => {
+                    let json = serde_json::to_vec(&answer).unwrap_or_default();
+                    let mut response =
+                        Response::new(http_body_util::Full::new(Bytes::from(json)).boxed_unsync());
+                    response.headers_mut().insert(
+                        CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json"),
+                    );
+                    response
+                }
+                Err(error) => {
+                    tracing::info!(%peer, "refused a node join: {error}");
+                    respond_error(&error)
+                }
+            };
+        }
+        _ => {}
+    }
     let query = Query::parse(request.uri().query());
     let user = match user {
         Some(user) => user,

@@ -23,6 +23,10 @@ enum Command {
     Server(cmd::server::Args),
     /// Print the admin kubeconfig of a server's data directory.
     Kubeconfig(cmd::kubeconfig::Args),
+    /// Join a cluster as a node: run the node agent against a server elsewhere.
+    Agent(cmd::agent::Args),
+    /// Make join tokens for new nodes.
+    Token(cmd::token::Args),
     /// Manage the images of this node.
     Image(cmd::image::Args),
     /// Run one container for the agent (internal).
@@ -51,6 +55,8 @@ fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Server(args) => cmd::server::run(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
+        Command::Token(args) => cmd::token::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Shim(_) | Command::ExecShim(_) => Ok(()),
     };

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use anyhow::Context;
 use capstan_agent::{AgentConfig, RunningAgent};
 
@@ -37,6 +39,94 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_lowercase())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+/// `capstan agent`: a node of a cluster whose server runs elsewhere.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The server to join, `https://host:port`.
+    #[arg(long)]
+    server: String,
+    /// A join token from `capstan token create` (or the CAPSTAN_TOKEN environment variable).
+    #[arg(long, env = "CAPSTAN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where the agent keeps its credentials, images, pods and containers.
+    #[arg(long, default_value = "/var/lib/capstan-agent")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = args.server.trim_end_matches('/').to_string();
+        let name = args.node.node_name.clone().unwrap_or_else(hostname);
+        let node_ip = match args.node.node_ip {
+            Some(ip) => ip,
+            None => local_address_towards(&server)?,
+        };
+        let credentials = match capstan_agent::join::Credentials::load(&args.data_dir) {
+            Some(credentials) => credentials,
+            None => {
+                let token = args.token.as_deref().context(
+                    "this node has not joined yet: give --token (from `capstan token create`)",
+                )?;
+                let token = capstan_agent::join::JoinToken::parse(token)?;
+                let credentials = capstan_agent::join::join(
+                    &server,
+                    &token,
+                    &name,
+                    &[node_ip.to_string(), name.clone()],
+                )
+                .await
+                .with_context(|| format!("joining {server} as node {name}"))?;
+                credentials.save(&args.data_dir)?;
+                credentials
+            }
+        };
+        let credentials = capstan_apiserver::pki::NodeCredentials {
+            ca_cert: credentials.ca_cert,
+            client_cert: credentials.client_cert,
+            client_key: credentials.client_key,
+            serving_cert: credentials.serving_cert,
+            serving_key: credentials.serving_key,
+        };
+        let agent = start(
+            &args.node,
+            node_ip,
+            args.data_dir.clone(),
+            &server,
+            &credentials,
+        )
+        .await?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "node {name} joined {server}; agent listening on https://{}",
+            agent.address
+        );
+        tokio::select! {
+            _ = agent.wait() => anyhow::bail!("the node agent stopped"),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+/// The local address this machine reaches `server` from (a UDP "connection" sends nothing).
+fn local_address_towards(server: &str) -> anyhow::Result<IpAddr> {
+    let authority = server
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    socket
+        .connect(authority)
+        .with_context(|| format!("finding the address towards {authority} (give --node-ip)"))?;
+    Ok(socket.local_addr()?.ip())
 }
 
 /// Starts an agent for `node` with the given credentials against the server at `url`.

@@ -4,3 +4,4 @@ pub mod image;
 pub mod kubeconfig;
 pub mod server;
 pub mod shim;
+pub mod token;
