@@ -14,6 +14,8 @@ need pkg-config pkg-config
 # statically linked busybox.
 dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q "install ok installed" || packages+=(libseccomp-dev)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || packages+=(busybox-static)
+# A local registry on 127.0.0.1 for the end-to-end tests of image pulls.
+dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -q "install ok installed" || packages+=(docker-registry)
 # The Python Kubernetes client, for the e2e test that drives capstan with it.
 /usr/bin/python3 -c "import kubernetes" 2>/dev/null || packages+=(python3-kubernetes)
 

@@ -7,6 +7,7 @@ mod api_server;
 mod clients;
 mod concurrency;
 mod durability;
+mod image_pull;
 mod kube_rs;
 mod nodes;
 mod openapi;

@@ -520,7 +520,7 @@ impl PodWorker {
                         format!("Pulling image \"{name}\""),
                     )
                     .await;
-                crate::pull::pull(&self.shared, pod, &name)
+                crate::pull::pull(&self.shared, pod, field_path, &name)
                     .await
                     .map_err(|message| ("ErrImagePull".to_string(), message))
             }

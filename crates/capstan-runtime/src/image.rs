@@ -19,6 +19,7 @@
 mod archive;
 mod error;
 mod oci;
+mod pull;
 mod reference;
 mod unpack;
 
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 
 pub use error::ImageError;
+pub use pull::{PullError, RegistryAuth, pull, registry_url};
 pub use reference::{Reference, normalize_reference};
 
 use oci::{ConfigFile, ManifestKind};
