@@ -61,10 +61,16 @@ impl Recorder {
         let Ok(event) = serde_json::from_value::<Event>(event) else {
             return;
         };
+        // Written in the background: a pod never waits for its events.
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(e) = events.create(&PostParams::default(), &event).await {
-            tracing::debug!("recording event {reason} for pod {namespace}/{name}: {e}");
-        }
+        tokio::spawn(async move {
+            if let Err(e) = events.create(&PostParams::default(), &event).await {
+                tracing::debug!(
+                    "recording event {reason} for pod {namespace}/{name}: {e}",
+                    reason = event.reason.unwrap_or_default()
+                );
+            }
+        });
     }
 }
 

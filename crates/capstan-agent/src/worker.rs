@@ -333,7 +333,9 @@ impl PodWorker {
                 tracked.image_id = image_id;
             }
             Err((reason, message)) => {
-                tracked.waiting = Some((reason, message.clone()));
+                // kubelet's event names the reason; the message is in the waiting state.
+                let event = format!("Error: {reason}");
+                tracked.waiting = Some((reason, message));
                 tracked.retry_at = Some(tokio::time::Instant::now() + BACKOFF_INITIAL);
                 self.shared
                     .events
@@ -342,7 +344,7 @@ impl PodWorker {
                         container_field_path(init, &name),
                         EventType::Warning,
                         "Failed",
-                        format!("Error: {message}"),
+                        event,
                     )
                     .await;
             }
