@@ -14,3 +14,4 @@ mod openapi;
 mod pods;
 mod protobuf;
 mod server_side_apply;
+mod workloads;

@@ -71,10 +71,70 @@ pub const ALL_CAPABILITIES: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// The capability set of a container: the defaults (or all, when privileged), plus `add`,
-/// minus `drop`. Names are taken with or without the `CAP_` prefix and in any case, as
-/// Kubernetes accepts them; `ALL` adds or drops every one.
-pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<String> {
+/// What this process may hand on to its containers. A node agent may itself run with less than
+/// every privilege (in a container, a VM sandbox, a user namespace), and the kernel refuses a
+/// container more than its runtime has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPrivileges {
+    /// The effective capabilities of this process: what privileged containers, and those that
+    /// add `ALL`, get (containerd's `cap.Current()`).
+    pub capabilities: Vec<String>,
+    /// The lowest `oom_score_adj` a container may get: -1000, or this process's own when it
+    /// lacks CAP_SYS_RESOURCE, without which the kernel refuses to lower it (containerd's
+    /// `restrict_oom_score_adj`).
+    pub min_oom_score_adj: i32,
+}
+
+impl HostPrivileges {
+    /// This process's privileges, read once.
+    pub fn current() -> &'static HostPrivileges {
+        static CURRENT: std::sync::OnceLock<HostPrivileges> = std::sync::OnceLock::new();
+        CURRENT.get_or_init(|| {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let oom_score_adj =
+                std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+            HostPrivileges::from_proc(&status, &oom_score_adj)
+        })
+    }
+
+    /// Reads `/proc/self/status` and `/proc/self/oom_score_adj`. A status without a `CapEff`
+    /// line is taken as all capabilities.
+    pub fn from_proc(status: &str, oom_score_adj: &str) -> HostPrivileges {
+        let effective = status
+            .lines()
+            .find_map(|line| line.strip_prefix("CapEff:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .unwrap_or(u64::MAX);
+        // ALL_CAPABILITIES is in the kernel's bit order.
+        let capabilities: Vec<String> = ALL_CAPABILITIES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| effective & (1 << bit) != 0)
+            .map(|(_, name)| name.to_string())
+            .collect();
+        let min_oom_score_adj = if capabilities.iter().any(|c| c == "CAP_SYS_RESOURCE") {
+            -1000
+        } else {
+            oom_score_adj.trim().parse().unwrap_or(0)
+        };
+        HostPrivileges {
+            capabilities,
+            min_oom_score_adj,
+        }
+    }
+}
+
+/// The capability set of a container, as containerd's CRI builds it: privileged containers
+/// get `all` (the runtime's own capabilities); others start from the defaults, `ALL` in `add`
+/// makes that `all` and `ALL` in `drop` makes it empty, then the named ones are added, then
+/// the named ones dropped (a capability both added and dropped is dropped). Names are taken
+/// with or without the `CAP_` prefix and in any case, as Kubernetes accepts them.
+pub fn capabilities(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+    all: &[String],
+) -> Vec<String> {
     let normalize = |name: &String| {
         let upper = name.to_ascii_uppercase();
         if upper.starts_with("CAP_") || upper == "ALL" {
@@ -83,31 +143,24 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<St
             format!("CAP_{upper}")
         }
     };
-    let mut set: Vec<String> = if privileged {
-        ALL_CAPABILITIES
-    } else {
-        DEFAULT_CAPABILITIES
-    }
-    .iter()
-    .map(|c| c.to_string())
-    .collect();
     if privileged {
-        return set;
+        return all.to_vec();
     }
+    let add: Vec<String> = add.iter().map(normalize).collect();
     let drop: Vec<String> = drop.iter().map(normalize).collect();
-    if drop.iter().any(|d| d == "ALL") {
-        set.clear();
-    } else {
-        set.retain(|c| !drop.contains(c));
+    let mut set: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+    if add.iter().any(|c| c == "ALL") {
+        set = all.to_vec();
     }
-    for cap in add.iter().map(normalize) {
-        if cap == "ALL" {
-            return ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
-        }
+    if drop.iter().any(|c| c == "ALL") {
+        set.clear();
+    }
+    for cap in add.into_iter().filter(|c| c != "ALL") {
         if !set.contains(&cap) {
             set.push(cap);
         }
     }
+    set.retain(|c| !drop.contains(c));
     set
 }
 
@@ -198,12 +251,19 @@ pub fn cgroup_path(pod_uid: &str, container_id: &str) -> String {
     format!("/capstan/pod{pod_uid}/{container_id}")
 }
 
-/// Builds `config.json` for `config`. The root filesystem is `rootfs/` beside it.
+/// Builds `config.json` for `config`, for a runtime with this process's privileges. The root
+/// filesystem is `rootfs/` beside it.
 pub fn spec(config: &ContainerConfig) -> Value {
+    spec_for(config, HostPrivileges::current())
+}
+
+/// Builds `config.json` for `config`, for a runtime with privileges `host`.
+pub fn spec_for(config: &ContainerConfig, host: &HostPrivileges) -> Value {
     let caps = capabilities(
         config.privileged,
         &config.capabilities_add,
         &config.capabilities_drop,
+        &host.capabilities,
     );
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -288,7 +348,7 @@ pub fn spec(config: &ContainerConfig) -> Value {
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             // No rlimits: the container inherits the agent's, as containerd's inherit its own.
             "noNewPrivileges": config.no_new_privileges,
-            "oomScoreAdj": config.oom_score_adj,
+            "oomScoreAdj": config.oom_score_adj.max(host.min_oom_score_adj),
         },
         "root": {"path": "rootfs", "readonly": config.readonly_rootfs},
         "mounts": mounts,
@@ -307,6 +367,12 @@ mod tests {
     #[test]
     fn capabilities_follow_kubernetes_add_and_drop_rules() {
         let defaults = strings(DEFAULT_CAPABILITIES);
+        // What the runtime itself holds: everything but CAP_SYS_RESOURCE.
+        let all: Vec<String> = strings(ALL_CAPABILITIES)
+            .into_iter()
+            .filter(|c| c != "CAP_SYS_RESOURCE")
+            .collect();
+        let all_but_chown = all[1..].to_vec();
         // (name, privileged, add, drop, expected set)
         type Case<'a> = (&'a str, bool, &'a [&'a str], &'a [&'a str], Vec<String>);
         let cases: &[Case] = &[
@@ -324,12 +390,73 @@ mod tests {
                 v.push("CAP_SYS_TIME".into());
                 v
             }),
-            ("privileged", true, &[], &["ALL"], strings(ALL_CAPABILITIES)),
+            (
+                "added and dropped is dropped",
+                false,
+                &["NET_ADMIN"],
+                &["NET_ADMIN"],
+                defaults.clone(),
+            ),
+            (
+                "add all is the runtime's own",
+                false,
+                &["ALL"],
+                &[],
+                all.clone(),
+            ),
+            (
+                "add all drop one",
+                false,
+                &["ALL"],
+                &["CHOWN"],
+                all_but_chown,
+            ),
+            ("add all drop all", false, &["ALL"], &["ALL"], vec![]),
+            (
+                "privileged is the runtime's own",
+                true,
+                &[],
+                &["ALL"],
+                all.clone(),
+            ),
         ];
         for (name, privileged, add, drop, want) in cases {
-            let got = capabilities(*privileged, &strings(add), &strings(drop));
+            let got = capabilities(*privileged, &strings(add), &strings(drop), &all);
             assert_eq!(&got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn host_privileges_come_from_the_effective_capabilities_and_own_oom_score() {
+        let full = HostPrivileges::from_proc("Name:\tcapstan\nCapEff:\t000001ffffffffff\n", "0\n");
+        assert_eq!(full.capabilities, strings(ALL_CAPABILITIES));
+        assert_eq!(full.min_oom_score_adj, -1000);
+        // Without CAP_SYS_RESOURCE (bit 24) the kernel refuses lowering oom_score_adj.
+        let sandboxed = HostPrivileges::from_proc("CapEff:\t000001fffeffffff\n", "-5\n");
+        assert_eq!(sandboxed.capabilities.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(
+            !sandboxed
+                .capabilities
+                .contains(&"CAP_SYS_RESOURCE".to_string())
+        );
+        assert_eq!(sandboxed.min_oom_score_adj, -5);
+        let defaults_only = HostPrivileges::from_proc("CapEff:\t00000000a80425fb\n", "0");
+        assert_eq!(defaults_only.capabilities.len(), DEFAULT_CAPABILITIES.len());
+    }
+
+    #[test]
+    fn oom_score_adj_is_never_below_what_the_runtime_may_set() {
+        let mut config = ContainerConfig::for_tests();
+        config.oom_score_adj = -997;
+        let oom_score_adj = |min_oom_score_adj| {
+            let host = HostPrivileges {
+                capabilities: strings(DEFAULT_CAPABILITIES),
+                min_oom_score_adj,
+            };
+            spec_for(&config, &host)["process"]["oomScoreAdj"].clone()
+        };
+        assert_eq!(oom_score_adj(-1000), -997);
+        assert_eq!(oom_score_adj(0), 0);
     }
 
     #[test]
