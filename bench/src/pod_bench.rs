@@ -41,9 +41,89 @@ struct Args {
     /// Pods created at once.
     #[arg(long, default_value_t = 100)]
     burst: usize,
+    /// Pods created and deleted (in batches of `--batch`) for the leak check.
+    #[arg(long, default_value_t = 1000)]
+    cycles: usize,
+    /// Pods per batch in the leak check.
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
     /// Where to write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// What a node holds that a pod could leak: mounts, cgroups, processes, the agent's open
+/// files, and disk (outside the image store).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+struct Footprint {
+    mounts: usize,
+    cgroups: usize,
+    shim_processes: usize,
+    agent_fds: usize,
+    disk_kib: u64,
+}
+
+fn footprint(agent: &Agent) -> Footprint {
+    let prefix = agent.dir.to_string_lossy().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .count();
+    let cgroups = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|hierarchy| count_dirs(&hierarchy.path().join("capstan")))
+        .sum();
+    let dir = agent.dir.to_string_lossy().to_string();
+    let shim_processes = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0)
+                    .any(|arg| arg.starts_with(dir.as_bytes()))
+                    && c.starts_with(b"/")
+            })
+        })
+        .count();
+    let agent_fds =
+        std::fs::read_dir(format!("/proc/{}/fd", agent.child.id())).map_or(0, |d| d.count());
+    let disk_kib = ["pods", "containers"]
+        .iter()
+        .map(|d| du_kib(&agent.dir.join(d)))
+        .sum();
+    Footprint {
+        mounts,
+        cgroups,
+        shim_processes,
+        agent_fds,
+        disk_kib,
+    }
+}
+
+/// Directories under `dir`, itself excluded (cgroups are directories).
+fn count_dirs(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| 1 + count_dirs(&e.path()))
+        .sum()
+}
+
+fn du_kib(dir: &Path) -> u64 {
+    let Ok(output) = Command::new("du").args(["-sk"]).arg(dir).output() else {
+        return 0;
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 const NODE: &str = "bench-node";
@@ -371,6 +451,44 @@ async fn main() -> anyhow::Result<()> {
     let pods = args.burst.max(1) as f64;
     delete_all(&api, &agent).await?;
 
+    // Leak check: many pods created and deleted; the node must hold what it held before.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = footprint(&agent);
+    let start = Instant::now();
+    let mut created_total = 0;
+    while created_total < args.cycles {
+        let count = args.batch.min(args.cycles - created_total);
+        let names: Vec<String> = (created_total..created_total + count)
+            .map(|i| format!("cycle-{i}"))
+            .collect();
+        let mut creates = Vec::new();
+        for name in &names {
+            let (api, body) = (api.clone(), pod(name));
+            creates.push(tokio::spawn(async move {
+                api.expect(
+                    Method::POST,
+                    "/api/v1/namespaces/default/pods",
+                    "application/json",
+                    body,
+                    201,
+                )
+                .await
+            }));
+        }
+        for create in creates {
+            create.await??;
+        }
+        wait_until(&seen, &notify, Duration::from_secs(120), |s| {
+            names.iter().all(|n| s.running.contains_key(n))
+        })
+        .await?;
+        delete_all(&api, &agent).await?;
+        created_total += count;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cycles_seconds = start.elapsed().as_secs_f64();
+    let after = footprint(&agent);
+
     let results = json!({
         "sequential_create_to_ready": sequential.report(),
         "burst": {
@@ -389,6 +507,13 @@ async fn main() -> anyhow::Result<()> {
             "shims_pss_total": round(shim_pss),
             "per_pod_rss_including_shim": round((agent_busy_rss + shim_rss - agent_idle_rss) / pods),
             "per_pod_pss_including_shim": round((agent_busy_pss + shim_pss - agent_idle_pss) / pods),
+        },
+        "leak_check": {
+            "pods_created_and_deleted": args.cycles,
+            "seconds": round(cycles_seconds),
+            "before": before,
+            "after": after,
+            "agent_rss_after_mib": round(rss_mib(agent.child.id())),
         },
     });
     println!("{}", serde_json::to_string_pretty(&results)?);

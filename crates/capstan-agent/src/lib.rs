@@ -16,6 +16,7 @@ pub mod node;
 pub mod pods;
 pub mod pull;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -133,6 +134,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
             allocatable_ephemeral_bytes: machine.ephemeral_storage_bytes,
         },
         pod_names: Default::default(),
+        cpu_history: Default::default(),
     });
     let spec = node::NodeSpec {
         name: config.node_name.clone(),

@@ -108,6 +108,14 @@ async fn route(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Bod
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["healthz"] => full(StatusCode::OK, "ok"),
+        ["stats", "summary"] => {
+            let mut response = full(StatusCode::OK, crate::stats::summary(shared).to_string());
+            response.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
         ["containerLogs", namespace, pod, container] => {
             container_logs(shared, namespace, pod, container, &query).await
         }

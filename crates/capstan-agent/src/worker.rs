@@ -47,6 +47,8 @@ pub struct Shared {
     pub pods_dir: PathBuf,
     pub events: Recorder,
     pub node: crate::env::NodeFacts,
+    /// Previous CPU readings, for the rates of `/stats/summary`.
+    pub cpu_history: crate::stats::CpuHistory,
     /// `namespace/name` → UID of the pods on this node, for the endpoint's lookups.
     pub pod_names: std::sync::RwLock<HashMap<String, String>>,
 }
