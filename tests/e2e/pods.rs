@@ -457,3 +457,107 @@ spec:
         "followed lines are consecutive: {lines:?}"
     );
 }
+
+#[test]
+fn containers_of_a_pod_share_processes_only_when_asked() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shared
+spec:
+  nodeName: e2e-node
+  shareProcessNamespace: true
+  containers:
+  - name: a
+    image: capstan.test/busybox:1
+    command: ["sleep", "3600"]
+  - name: b
+    image: capstan.test/busybox:1
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: separate
+spec:
+  nodeName: e2e-node
+  containers:
+  - name: a
+    image: capstan.test/busybox:1
+    command: ["sleep", "3600"]
+  - name: b
+    image: capstan.test/busybox:1
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+"#,
+    );
+    wait_for(
+        &cluster,
+        "shared",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(30),
+    );
+    wait_for(
+        &cluster,
+        "separate",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(30),
+    );
+
+    // One PID namespace: b sees a's process, and PID 1 is the pod's pause process.
+    let ps = cluster.kubectl(&["exec", "shared", "-c", "b", "--", "ps", "-o", "pid,args"]);
+    assert!(ps.contains("sleep 3600"), "{ps}");
+    assert!(
+        ps.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("pause")),
+        "{ps}"
+    );
+    // ... and can signal it: a ends and is restarted.
+    cluster.kubectl(&[
+        "exec",
+        "shared",
+        "-c",
+        "b",
+        "--",
+        "sh",
+        "-c",
+        "ps -o pid,args | awk '/sleep 3600/ && !/awk/ {print $1}' | xargs kill",
+    ]);
+    wait_for(
+        &cluster,
+        "shared",
+        "{.status.containerStatuses[?(@.name==\"a\")].restartCount}",
+        "1",
+        Duration::from_secs(20),
+    );
+
+    // Separate namespaces by default: b sees only its own processes.
+    let ps = cluster.kubectl(&["exec", "separate", "-c", "b", "--", "ps", "-o", "pid,args"]);
+    assert!(!ps.contains("sleep 3600"), "{ps}");
+
+    // The pause process goes with the pod.
+    let pid_file = std::fs::read_dir(cluster.data_dir().join("agent/pods"))
+        .unwrap()
+        .flatten()
+        .map(|pod| pod.path().join("ns/pause.pid"))
+        .find(|p| p.exists())
+        .expect("the shared pod has a pause process");
+    let pause = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(std::path::Path::new(&format!("/proc/{pause}")).exists());
+    cluster.kubectl(&["delete", "pod", "shared", "--grace-period=1"]);
+    assert!(
+        eventually(Duration::from_secs(5), || !std::path::Path::new(&format!(
+            "/proc/{pause}"
+        ))
+        .exists()),
+        "the pause process outlived its pod"
+    );
+}

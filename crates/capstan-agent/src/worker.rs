@@ -415,6 +415,18 @@ impl PodWorker {
         let namespaces =
             capstan_runtime::sandbox::create(&self.dir, &pod_hostname(pod), host_network)
                 .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        // shareProcessNamespace: the containers join the namespace of the pod's pause process.
+        let share_pid = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.share_process_namespace)
+            .unwrap_or(false);
+        let pid_namespace = if share_pid {
+            let pause = capstan_runtime::pause::ensure(&self.dir, &self.shared.shim);
+            Some(pause.map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?)
+        } else {
+            None
+        };
         let config = ContainerConfig {
             id: id.clone(),
             pod_uid: self.uid.clone(),
@@ -430,6 +442,7 @@ impl PodWorker {
             user: security.user,
             mounts,
             namespaces,
+            pid_namespace,
             readonly_rootfs: security.readonly_rootfs,
             privileged: security.privileged,
             capabilities_add: security.add,
@@ -698,6 +711,7 @@ impl PodWorker {
         if let Err(e) = crate::volumes::cleanup(&self.dir) {
             tracing::warn!("removing the volumes of pod {}: {e}", self.uid);
         }
+        capstan_runtime::pause::remove(&self.dir);
         if let Err(e) = capstan_runtime::sandbox::remove(&self.dir) {
             tracing::warn!("removing the namespaces of pod {}: {e}", self.uid);
         }

@@ -292,7 +292,11 @@ pub fn spec_for(config: &ContainerConfig, host: &HostPrivileges) -> Value {
         });
     }
 
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
+    let pid = match &config.pid_namespace {
+        Some(shared) => json!({"type": "pid", "path": shared}),
+        None => json!({"type": "pid"}),
+    };
+    let mut namespaces = vec![pid, json!({"type": "mount"})];
     let sandbox = &config.namespaces;
     if let Some(net) = &sandbox.network {
         namespaces.push(json!({"type": "network", "path": net}));

@@ -71,6 +71,48 @@ pub fn usage(path: &str) -> Usage {
     }
 }
 
+/// Sends SIGKILL to every process still in the cgroup at `path` (and below), until none is
+/// left or a second has passed.
+pub fn kill_all(path: &str) {
+    let path = path.trim_start_matches('/');
+    // Any hierarchy lists the processes; v1 `pids` and v2's unified tree always have them.
+    let procs = [
+        Path::new(ROOT).join("pids").join(path),
+        Path::new(ROOT).join(path),
+    ]
+    .into_iter()
+    .find(|dir| dir.join("cgroup.procs").exists());
+    let Some(dir) = procs else { return };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let pids = pids_under(&dir);
+        if pids.is_empty() || std::time::Instant::now() > deadline {
+            return;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn pids_under(dir: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            pids.extend(pids_under(&entry.path()));
+        }
+    }
+    pids
+}
+
 /// Removes the cgroup at `path` and everything under it from every hierarchy (idempotent).
 /// A cgroup still holding processes cannot be removed: that directory is left and reported.
 pub fn remove(path: &str) -> Result<(), std::io::Error> {

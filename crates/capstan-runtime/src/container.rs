@@ -34,6 +34,9 @@ pub struct ContainerConfig {
     pub user: User,
     pub mounts: Vec<Mount>,
     pub namespaces: SandboxNamespaces,
+    /// The pod's shared PID namespace (`shareProcessNamespace`), or `None` for the
+    /// container's own.
+    pub pid_namespace: Option<PathBuf>,
     pub readonly_rootfs: bool,
     pub privileged: bool,
     pub capabilities_add: Vec<String>,
@@ -348,6 +351,7 @@ impl ContainerConfig {
                 ipc: "/run/ns/ipc".into(),
                 uts: Some("/run/ns/uts".into()),
             },
+            pid_namespace: None,
             readonly_rootfs: false,
             privileged: false,
             capabilities_add: vec![],

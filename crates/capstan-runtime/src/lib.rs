@@ -15,6 +15,7 @@ pub mod container;
 pub mod exec;
 pub mod image;
 pub mod logs;
+pub mod pause;
 pub mod rootfs;
 pub mod sandbox;
 pub mod shim;

@@ -120,6 +120,9 @@ pub fn run(dir: &Path) -> i32 {
     for copier in copiers {
         let _ = copier.join();
     }
+    // Processes the first one left behind (in a pod's shared PID namespace they do not die
+    // with it) end with the container, as containerd's kill-all does.
+    crate::cgroups::kill_all(&meta.cgroup_path);
     let oom_killed = crate::cgroups::usage(&meta.cgroup_path).oom_kills > 0;
     let (exit_code, signal) = match status {
         WaitStatus::Exited(_, code) => (code, None),

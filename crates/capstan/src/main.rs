@@ -35,6 +35,9 @@ enum Command {
     /// Run a command in a container for the agent (internal).
     #[command(hide = true)]
     ExecShim(cmd::exec_shim::Args),
+    /// Hold a pod's shared PID namespace (internal).
+    #[command(hide = true)]
+    Pause(cmd::pause::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
     let command = match cli.command {
         Command::Shim(args) => return cmd::shim::run(args),
         Command::ExecShim(args) => return cmd::exec_shim::run(args),
+        Command::Pause(args) => return cmd::pause::run(args),
         command => command,
     };
     tracing_subscriber::fmt()
@@ -58,7 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Agent(args) => cmd::agent::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Image(args) => cmd::image::run(args),
-        Command::Shim(_) | Command::ExecShim(_) => Ok(()),
+        Command::Shim(_) | Command::ExecShim(_) | Command::Pause(_) => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
