@@ -12,6 +12,7 @@ mod kube_rs;
 mod nodes;
 mod openapi;
 mod pods;
+mod probes;
 mod protobuf;
 mod server_side_apply;
 mod workloads;

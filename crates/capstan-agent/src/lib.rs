@@ -14,6 +14,7 @@ pub mod exec;
 pub mod join;
 pub mod node;
 pub mod pods;
+pub mod probe;
 pub mod pull;
 pub mod server;
 pub mod stats;

@@ -21,6 +21,8 @@ pub struct ContainerView {
     /// (`ContainerCreating`, `PodInitializing`, `CrashLoopBackOff`, `ErrImagePull`, ...).
     pub waiting: Option<(String, String)>,
     pub ready: bool,
+    /// kubelet's `started`: running, and past its startup probe (if it has one).
+    pub started: bool,
     /// The termination message read from the container's `terminationMessagePath`.
     pub termination_message: Option<String>,
 }
@@ -130,7 +132,7 @@ fn container_status(view: &ContainerView) -> Value {
         "imageID": view.image_id,
         "ready": view.ready,
         "restartCount": view.restart_count,
-        "started": view.running(),
+        "started": view.running() && view.started,
         "state": state,
         "lastState": last.map_or(json!({}), |t| json!({"terminated": t})),
     });

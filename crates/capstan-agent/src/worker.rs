@@ -89,6 +89,10 @@ pub struct PodWorker {
     sandbox_ready: bool,
     /// When configMap, secret and downward API volumes were last rewritten.
     volumes_refreshed: Option<tokio::time::Instant>,
+    /// Hooks and probes of the running containers, by container name.
+    lifecycles: HashMap<String, crate::probe::ContainerLifecycle>,
+    /// Woken when a probe result changes, so that the status follows at once.
+    probes_changed: Arc<tokio::sync::Notify>,
 }
 
 impl PodWorker {
@@ -113,6 +117,8 @@ impl PodWorker {
             last_status: None,
             sandbox_ready: false,
             volumes_refreshed: None,
+            lifecycles: HashMap::new(),
+            probes_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -124,6 +130,7 @@ impl PodWorker {
         {
             self.start_time = start.0;
         }
+        let probes_changed = Arc::clone(&self.probes_changed);
         loop {
             let current = pod.borrow_and_update().clone();
             match current {
@@ -152,6 +159,7 @@ impl PodWorker {
             tokio::select! {
                 changed = pod.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(POLL) => {}
+                () = probes_changed.notified() => {}
             }
         }
     }
@@ -169,6 +177,7 @@ impl PodWorker {
 
     /// One pass of kubelet's syncPod.
     async fn sync(&mut self, pod: &Pod) {
+        self.sync_lifecycles(pod);
         let phase = self
             .last_status
             .as_ref()
@@ -215,6 +224,9 @@ impl PodWorker {
                 Some((_, ContainerState::Lost { .. })) => policy != "Never",
             };
             if restart {
+                if self.post_start_pending() {
+                    return; // kubelet starts the next container once the last one's postStart ran
+                }
                 self.start_or_back_off(pod, container, false).await;
             }
         }
@@ -333,6 +345,7 @@ impl PodWorker {
                 tracked.attempt = Some(attempt);
                 tracked.waiting = None;
                 tracked.image_id = image_id;
+                self.lifecycle_started(pod, container, init, attempt);
             }
             Err((reason, message)) => {
                 // kubelet's event names the reason; the message is in the waiting state.
@@ -586,6 +599,15 @@ impl PodWorker {
                     self.shared.runtime.state(&id).ok().map(|s| (id, s))
                 });
                 let running = matches!(current, Some((_, ContainerState::Running(_))));
+                let current_id = current.as_ref().map(|(id, _)| id.as_str());
+                let probed = self.probe_view(c, current_id, running);
+                // During its postStart hook a container still counts as being created.
+                let (current, waiting) = if probed.creating {
+                    (None, Some(("ContainerCreating".to_string(), String::new())))
+                } else {
+                    let waiting = tracked.and_then(|t| t.waiting.clone()).filter(|_| !running);
+                    (current, waiting)
+                };
                 let termination_message = current.as_ref().and_then(|(id, _)| {
                     std::fs::read_to_string(self.dir.join("termination").join(id))
                         .ok()
@@ -596,9 +618,9 @@ impl PodWorker {
                     image: c.image.clone().unwrap_or_default(),
                     image_id: tracked.map(|t| t.image_id.clone()).unwrap_or_default(),
                     restart_count: attempt.unwrap_or(0),
-                    waiting: tracked.and_then(|t| t.waiting.clone()).filter(|_| !running),
-                    // Readiness probes come with the prober; until then running is ready.
-                    ready: running,
+                    waiting,
+                    ready: probed.ready,
+                    started: probed.started,
                     current,
                     previous,
                     termination_message,
@@ -662,7 +684,9 @@ impl PodWorker {
     }
 
     /// Stops every running container of the pod, in parallel, within `grace`.
-    async fn terminate(&self, pod: Option<&Pod>, grace: Duration) {
+    async fn terminate(&mut self, pod: Option<&Pod>, grace: Duration) {
+        // Probes end first: a container being stopped is not probed (or killed) any more.
+        self.lifecycles.clear();
         let ids: Vec<String> = self
             .tracked
             .iter()
@@ -690,8 +714,7 @@ impl PodWorker {
                     )
                     .await;
             }
-            let runtime = self.shared.runtime.clone();
-            stops.push(tokio::spawn(async move { runtime.stop(&id, grace).await }));
+            stops.push(tokio::spawn(self.stop_with_pre_stop(pod, id, grace)));
         }
         for stop in stops {
             let _ = stop.await;
@@ -737,6 +760,171 @@ impl PodWorker {
         let name = pod.metadata.name.clone().unwrap_or_default();
         if let Err(e) = pods.delete(&name, &params).await {
             tracing::debug!("deleting pod {name}: {e}");
+        }
+    }
+}
+
+/// What the hooks and probes of a container say about it, for its status.
+struct ProbedView {
+    ready: bool,
+    started: bool,
+    /// Its postStart hook still runs.
+    creating: bool,
+}
+
+// Hooks and probes (see [`crate::probe`]): each running container with a postStart hook or a
+// probe has a lifecycle task; the worker starts it, drops it when the container is replaced,
+// reads its results into the status, and runs preStop hooks when it stops containers.
+impl PodWorker {
+    /// A container attempt just started: its lifecycle begins with its postStart hook.
+    fn lifecycle_started(&mut self, pod: &Pod, container: &Container, init: bool, attempt: u32) {
+        let id = container_id(&self.uid, &container.name, attempt);
+        let started_at = match self.shared.runtime.state(&id) {
+            Ok(ContainerState::Running(started)) => started.started_at,
+            _ => jiff::Timestamp::now(),
+        };
+        self.start_lifecycle(pod, container, init, &id, started_at, true);
+    }
+
+    fn start_lifecycle(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        init: bool,
+        id: &str,
+        started_at: jiff::Timestamp,
+        post_start: bool,
+    ) {
+        match crate::probe::ContainerLifecycle::start(
+            &self.shared,
+            pod,
+            container,
+            init,
+            id,
+            started_at,
+            post_start,
+            Arc::clone(&self.probes_changed),
+        ) {
+            Some(lifecycle) => self.lifecycles.insert(container.name.clone(), lifecycle),
+            None => self.lifecycles.remove(&container.name),
+        };
+    }
+
+    /// Drops the lifecycles of containers that are no longer the running attempt, and starts
+    /// one for running containers that lack it (adopted after an agent restart: their
+    /// postStart hook ran then).
+    fn sync_lifecycles(&mut self, pod: &Pod) {
+        let stale: Vec<String> = self
+            .lifecycles
+            .iter()
+            .filter(|(name, lifecycle)| {
+                !matches!(
+                    self.state_of(name),
+                    Some((id, ContainerState::Running(_) | ContainerState::Creating))
+                        if id == lifecycle.id()
+                )
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.lifecycles.remove(&name);
+        }
+        let (init, containers) = Self::spec_containers(pod);
+        let all = init
+            .iter()
+            .map(|c| (c, true))
+            .chain(containers.iter().map(|c| (c, false)));
+        for (container, init) in all {
+            if self.lifecycles.contains_key(&container.name) {
+                continue;
+            }
+            if let Some((id, ContainerState::Running(started))) = self.state_of(&container.name) {
+                self.start_lifecycle(pod, container, init, &id, started.started_at, false);
+            }
+        }
+    }
+
+    /// Whether a container's postStart hook still runs.
+    fn post_start_pending(&self) -> bool {
+        self.lifecycles
+            .values()
+            .any(|lifecycle| !lifecycle.results().post_started)
+    }
+
+    /// Readiness and `started` of container `c`, whose current attempt is `current`.
+    fn probe_view(&self, c: &Container, current: Option<&str>, running: bool) -> ProbedView {
+        let lifecycle = self
+            .lifecycles
+            .get(&c.name)
+            .filter(|lifecycle| Some(lifecycle.id()) == current);
+        match lifecycle {
+            Some(lifecycle) => {
+                let results = lifecycle.results();
+                let started = running && results.post_started && results.started;
+                ProbedView {
+                    ready: started && results.ready,
+                    started,
+                    creating: running && !results.post_started,
+                }
+            }
+            // No lifecycle: nothing to probe (or not adopted yet, which waits for probes).
+            None => {
+                let started = running && c.startup_probe.is_none();
+                ProbedView {
+                    ready: started && c.readiness_probe.is_none(),
+                    started,
+                    creating: false,
+                }
+            }
+        }
+    }
+
+    /// Stops container `id`: its preStop hook first (when the pod, and so its spec, is
+    /// known), then SIGTERM with what remains of `grace`, then SIGKILL.
+    fn stop_with_pre_stop(
+        &self,
+        pod: Option<&Pod>,
+        id: String,
+        grace: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let runtime = self.shared.runtime.clone();
+        let hooked = pod.and_then(|pod| {
+            let (_, name, _) = parse_container_id(&id)?;
+            let (init, containers) = Self::spec_containers(pod);
+            let in_init = init.iter().any(|c| c.name == name);
+            let container = init
+                .into_iter()
+                .chain(containers)
+                .find(|c| c.name == name)?;
+            let plan =
+                crate::probe::LifecyclePlan::new(pod, &container, in_init, &self.shared.host_ip);
+            plan.pre_stop.as_ref()?;
+            let access = crate::probe::RuntimeAccess::new(&self.shared, pod, &id);
+            let notices = crate::probe::record_notices(
+                &self.shared,
+                pod,
+                container_field_path(in_init, name),
+            );
+            Some((plan, access, notices))
+        });
+        async move {
+            match hooked {
+                Some((plan, access, notices)) => {
+                    crate::probe::stop_container(
+                        &access,
+                        plan.pre_stop.as_ref(),
+                        &plan.subject,
+                        grace,
+                        &notices,
+                    )
+                    .await;
+                }
+                None => {
+                    if let Err(e) = runtime.stop(&id, grace).await {
+                        tracing::warn!("stopping container {id}: {e}");
+                    }
+                }
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum SandboxError {
     Unshare(nix::Error),
     #[error("setting the pod's hostname: {0}")]
     SetHostname(nix::Error),
+    #[error("bringing up the pod's loopback interface: {0}")]
+    Loopback(std::io::Error),
     #[error("keeping the {kind} namespace at {path}: {source}")]
     BindNamespace {
         kind: &'static str,
@@ -77,6 +79,7 @@ pub fn create(
         nix::sched::unshare(flags).map_err(SandboxError::Unshare)?;
         if !host_network {
             nix::unistd::sethostname(&hostname).map_err(SandboxError::SetHostname)?;
+            loopback_up().map_err(SandboxError::Loopback)?;
         }
         let targets = [
             ("net", wanted.network.as_deref()),
@@ -112,6 +115,41 @@ pub fn create(
         source,
     })?;
     Ok(namespaces)
+}
+
+/// Brings up the loopback interface of the calling thread's network namespace, as the CNI
+/// `loopback` plugin does for every pod: a new namespace has it down, and `localhost` inside
+/// the pod (between its containers, and for the agent's probes) needs it.
+#[allow(unsafe_code)]
+fn loopback_up() -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Any socket of the namespace will do for interface ioctls; binding needs no interface.
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+    // SAFETY: `ifreq` is plain old data (a name and a union of integers and addresses), for
+    // which all zeroes is a valid value.
+    let mut request: nix::libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(b"lo") {
+        *to = *from as nix::libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name and writes the flags into the
+    // `ifreq` we own, which lives across the call.
+    if unsafe {
+        nix::libc::ioctl(
+            socket.as_raw_fd(),
+            nix::libc::SIOCGIFFLAGS as _,
+            &mut request,
+        )
+    } < 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`, the union member read and written here.
+    unsafe { request.ifr_ifru.ifru_flags |= nix::libc::IFF_UP as nix::libc::c_short };
+    // SAFETY: SIOCSIFFLAGS only reads the `ifreq`, which lives across the call.
+    if unsafe { nix::libc::ioctl(socket.as_raw_fd(), nix::libc::SIOCSIFFLAGS as _, &request) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Releases the pod's namespaces (idempotent). The kernel frees a namespace when its last
