@@ -611,9 +611,16 @@ impl Registry {
             if without_resource_version(&object) == without_resource_version(&current) {
                 return Ok(written(resource, current, false, warnings));
             }
-            // The last finalizer of an object being deleted is gone: delete it for real.
-            let finishes_deletion =
-                object::is_terminating(&object) && !holds_deletion(resource, &object);
+            // The last finalizer of an object being deleted is gone: delete it for real. A pod
+            // in its grace period (deletionGracePeriodSeconds > 0) stays until its agent deletes
+            // it, whatever updates its status meanwhile, as Kubernetes' store does.
+            let in_grace_period = object
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_some_and(|grace| grace > 0);
+            let finishes_deletion = object::is_terminating(&object)
+                && !holds_deletion(resource, &object)
+                && !in_grace_period;
             let bytes = if finishes_deletion {
                 None
             } else {
@@ -1432,6 +1439,79 @@ mod tests {
             r.get(cm, Some("default"), "c"),
             Err(ApiError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_pod_on_a_node_is_deleted_gracefully_and_only_for_good_by_a_zero_grace_delete() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let pods = res("", "pods");
+        let pod = |name: &str, node: Option<&str>| {
+            let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+            if let Some(node) = node {
+                pod["spec"]["nodeName"] = json!(node);
+            }
+            pod
+        };
+        for (name, node) in [("running", Some("n1")), ("pending", None)] {
+            r.create(
+                pods,
+                Some("default"),
+                pod(name, node),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        // Never scheduled: gone at once.
+        let (_, gone) = r
+            .delete(pods, Some("default"), "pending", &DeleteOptions::default())
+            .await
+            .unwrap();
+        assert!(gone);
+        // On a node: marked with the pod's grace period (30 s by default).
+        let (marked, gone) = r
+            .delete(pods, Some("default"), "running", &DeleteOptions::default())
+            .await
+            .unwrap();
+        assert!(!gone);
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+        // A status update meanwhile (the agent reporting) must not finish the deletion.
+        r.update_with(
+            pods,
+            Some("default"),
+            "running",
+            Some(Subresource::Status),
+            WriteOptions::default(),
+            |cur| {
+                let mut o = cur.clone();
+                o["status"] = json!({"phase": "Running"});
+                Ok((o, vec![]))
+            },
+        )
+        .await
+        .unwrap();
+        assert!(r.get(pods, Some("default"), "running").is_ok());
+        // A shorter grace period shortens it; the agent's final delete (grace 0) removes it.
+        let shorter = DeleteOptions {
+            grace_period_seconds: Some(5),
+            ..Default::default()
+        };
+        let (marked, _) = r
+            .delete(pods, Some("default"), "running", &shorter)
+            .await
+            .unwrap();
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 5);
+        let now = DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        let (_, gone) = r
+            .delete(pods, Some("default"), "running", &now)
+            .await
+            .unwrap();
+        assert!(gone);
     }
 
     #[tokio::test]
