@@ -237,6 +237,53 @@ impl Drop for Cluster {
     }
 }
 
+impl Cluster {
+    /// `kubectl get pod POD -o jsonpath=PATH`.
+    pub fn pod_field(&self, pod: &str, path: &str) -> String {
+        self.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
+    }
+
+    /// Polls a pod's field until it reads `want`; otherwise fails showing the pod and its
+    /// events.
+    pub fn wait_for_pod(&self, pod: &str, path: &str, want: &str, timeout: Duration) {
+        let mut last = String::new();
+        let ok = eventually(timeout, || {
+            last = self.pod_field(pod, path);
+            last == want
+        });
+        assert!(
+            ok,
+            "pod {pod}: {path} is {last:?}, not {want:?}\n{}\n{:?}",
+            self.kubectl(&["get", "pod", pod, "-o", "yaml"]),
+            self.pod_events(pod)
+        );
+    }
+
+    /// The (reason, message) of every event about `pod`.
+    pub fn pod_events(&self, pod: &str) -> Vec<(String, String)> {
+        let list: serde_json::Value = serde_json::from_str(&self.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={pod}"),
+            "-o",
+            "json",
+        ]))
+        .unwrap_or_default();
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_owned(),
+                    e["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Builds the test images once per test run (`scripts/build-test-images.sh`).
 pub fn test_images() -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();

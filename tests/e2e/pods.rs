@@ -5,23 +5,6 @@ use std::time::Duration;
 
 use crate::harness::{Cluster, eventually};
 
-fn jsonpath(cluster: &Cluster, pod: &str, path: &str) -> String {
-    cluster.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
-}
-
-fn wait_for(cluster: &Cluster, pod: &str, path: &str, want: &str, timeout: Duration) {
-    let mut last = String::new();
-    let ok = eventually(timeout, || {
-        last = jsonpath(cluster, pod, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "pod {pod}: {path} is {last:?}, not {want:?}\n{}",
-        cluster.kubectl(&["get", "pod", pod, "-o", "yaml"])
-    );
-}
-
 #[test]
 fn a_pod_runs_as_a_container_shows_its_logs_and_is_deleted_gracefully() {
     let cluster = Cluster::start_with_node();
@@ -46,34 +29,23 @@ spec:
           fieldPath: metadata.name
 "#,
     );
-    wait_for(
-        &cluster,
-        "web",
-        "{.status.phase}",
-        "Running",
-        Duration::from_secs(30),
-    );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod("web", "{.status.phase}", "Running", Duration::from_secs(30));
+    cluster.wait_for_pod(
         "web",
         "{.status.conditions[?(@.type==\"Ready\")].status}",
         "True",
         Duration::from_secs(10),
     );
-    assert_eq!(
-        jsonpath(&cluster, "web", "{.status.qosClass}"),
-        "BestEffort"
+    assert_eq!(cluster.pod_field("web", "{.status.qosClass}"), "BestEffort");
+    assert!(
+        cluster
+            .pod_field("web", "{.status.containerStatuses[0].containerID}")
+            .starts_with("capstan://")
     );
     assert!(
-        jsonpath(
-            &cluster,
-            "web",
-            "{.status.containerStatuses[0].containerID}"
-        )
-        .starts_with("capstan://")
-    );
-    assert!(
-        jsonpath(&cluster, "web", "{.status.containerStatuses[0].imageID}").starts_with("sha256:")
+        cluster
+            .pod_field("web", "{.status.containerStatuses[0].imageID}")
+            .starts_with("sha256:")
     );
 
     assert!(
@@ -166,40 +138,34 @@ spec:
 "#,
     );
     // Always: restarted at once, then held in CrashLoopBackOff with the last exit recorded.
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "crash",
         "{.status.containerStatuses[0].state.waiting.reason}",
         "CrashLoopBackOff",
         Duration::from_secs(30),
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "crash",
             "{.status.containerStatuses[0].lastState.terminated.exitCode}"
         ),
         "3"
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "crash",
             "{.status.containerStatuses[0].lastState.terminated.reason}"
         ),
         "Error"
     );
     assert!(
-        jsonpath(
-            &cluster,
-            "crash",
-            "{.status.containerStatuses[0].restartCount}"
-        )
-        .parse::<u32>()
-        .unwrap()
+        cluster
+            .pod_field("crash", "{.status.containerStatuses[0].restartCount}")
+            .parse::<u32>()
+            .unwrap()
             >= 1
     );
-    assert_eq!(jsonpath(&cluster, "crash", "{.status.phase}"), "Running");
+    assert_eq!(cluster.pod_field("crash", "{.status.phase}"), "Running");
     assert!(
         cluster
             .kubectl(&["logs", "crash", "--previous"])
@@ -216,24 +182,21 @@ spec:
     assert!(events.contains("BackOff"), "events: {events}");
 
     // Never + exit 0: Succeeded, Completed, with the termination message.
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "done",
         "{.status.phase}",
         "Succeeded",
         Duration::from_secs(30),
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "done",
             "{.status.containerStatuses[0].state.terminated.reason}"
         ),
         "Completed"
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "done",
             "{.status.containerStatuses[0].state.terminated.message}"
         ),
@@ -241,30 +204,22 @@ spec:
     );
 
     // A memory limit is a real cgroup limit: the kernel kills the container, reported as OOMKilled.
-    wait_for(
-        &cluster,
-        "hog",
-        "{.status.phase}",
-        "Failed",
-        Duration::from_secs(60),
-    );
+    cluster.wait_for_pod("hog", "{.status.phase}", "Failed", Duration::from_secs(60));
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "hog",
             "{.status.containerStatuses[0].state.terminated.reason}"
         ),
         "OOMKilled"
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "hog",
             "{.status.containerStatuses[0].state.terminated.exitCode}"
         ),
         "137"
     );
-    assert_eq!(jsonpath(&cluster, "hog", "{.status.qosClass}"), "Burstable");
+    assert_eq!(cluster.pod_field("hog", "{.status.qosClass}"), "Burstable");
 }
 
 #[test]
@@ -285,20 +240,14 @@ spec:
     command: ["sh", "-c", "while true; do sleep 1; done"]
 "#,
     );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "steady",
         "{.status.phase}",
         "Running",
         Duration::from_secs(30),
     );
-    let id = jsonpath(
-        &cluster,
-        "steady",
-        "{.status.containerStatuses[0].containerID}",
-    );
-    let started = jsonpath(
-        &cluster,
+    let id = cluster.pod_field("steady", "{.status.containerStatuses[0].containerID}");
+    let started = cluster.pod_field(
         "steady",
         "{.status.containerStatuses[0].state.running.startedAt}",
     );
@@ -307,27 +256,18 @@ spec:
     cluster.restart();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        jsonpath(
-            &cluster,
-            "steady",
-            "{.status.containerStatuses[0].containerID}"
-        ),
+        cluster.pod_field("steady", "{.status.containerStatuses[0].containerID}"),
         id
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "steady",
             "{.status.containerStatuses[0].state.running.startedAt}"
         ),
         started
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
-            "steady",
-            "{.status.containerStatuses[0].restartCount}"
-        ),
+        cluster.pod_field("steady", "{.status.containerStatuses[0].restartCount}"),
         "0"
     );
 
@@ -367,8 +307,7 @@ spec:
       value: hello
 "#,
     );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "shell",
         "{.status.phase}",
         "Running",
@@ -494,15 +433,13 @@ spec:
     command: ["sh", "-c", "while true; do sleep 1; done"]
 "#,
     );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "shared",
         "{.status.phase}",
         "Running",
         Duration::from_secs(30),
     );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "separate",
         "{.status.phase}",
         "Running",
@@ -528,8 +465,7 @@ spec:
         "-c",
         "ps -o pid,args | awk '/sleep 3600/ && !/awk/ {print $1}' | xargs kill",
     ]);
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "shared",
         "{.status.containerStatuses[?(@.name==\"a\")].restartCount}",
         "1",

@@ -6,55 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Cluster, eventually, path_str};
 
-fn jsonpath(cluster: &Cluster, pod: &str, path: &str) -> String {
-    cluster.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
-}
-
 const READY: &str = "{.status.conditions[?(@.type==\"Ready\")].status}";
-
-fn wait_for(cluster: &Cluster, pod: &str, path: &str, want: &str, timeout: Duration) {
-    let mut last = String::new();
-    let ok = eventually(timeout, || {
-        last = jsonpath(cluster, pod, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "pod {pod}: {path} is {last:?}, not {want:?}\n{}\n{:?}",
-        cluster.kubectl(&["get", "pod", pod, "-o", "yaml"]),
-        events(cluster, pod)
-    );
-}
-
-/// The (reason, message) of every event about `pod`.
-fn events(cluster: &Cluster, pod: &str) -> Vec<(String, String)> {
-    let list: serde_json::Value = serde_json::from_str(&cluster.kubectl(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={pod}"),
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or_default().to_owned(),
-                e["message"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 /// Waits until `pod` has an event with `reason` whose message starts with `message`.
 fn wait_for_event(cluster: &Cluster, pod: &str, reason: &str, message: &str) {
     let mut seen = Vec::new();
     let found = eventually(Duration::from_secs(20), || {
-        seen = events(cluster, pod);
+        seen = cluster.pod_events(pod);
         seen.iter()
             .any(|(r, m)| r == reason && m.starts_with(message))
     });
@@ -85,8 +43,7 @@ spec:
       failureThreshold: 1
 "#,
     );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "flag",
         "{.status.phase}",
         "Running",
@@ -98,10 +55,9 @@ spec:
         "Unhealthy",
         "Readiness probe failed: cat: can't open '/tmp/ready'",
     );
-    assert_eq!(jsonpath(&cluster, "flag", READY), "False");
+    assert_eq!(cluster.pod_field("flag", READY), "False");
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "flag",
             "{.status.containerStatuses[0].ready} {.status.containerStatuses[0].started}"
         ),
@@ -109,20 +65,16 @@ spec:
     );
 
     cluster.kubectl(&["exec", "flag", "--", "touch", "/tmp/ready"]);
-    wait_for(&cluster, "flag", READY, "True", Duration::from_secs(10));
+    cluster.wait_for_pod("flag", READY, "True", Duration::from_secs(10));
     assert_eq!(
-        jsonpath(&cluster, "flag", "{.status.containerStatuses[0].ready}"),
+        cluster.pod_field("flag", "{.status.containerStatuses[0].ready}"),
         "true"
     );
 
     cluster.kubectl(&["exec", "flag", "--", "rm", "/tmp/ready"]);
-    wait_for(&cluster, "flag", READY, "False", Duration::from_secs(10));
+    cluster.wait_for_pod("flag", READY, "False", Duration::from_secs(10));
     assert_eq!(
-        jsonpath(
-            &cluster,
-            "flag",
-            "{.status.containerStatuses[0].restartCount}"
-        ),
+        cluster.pod_field("flag", "{.status.containerStatuses[0].restartCount}"),
         "0",
         "readiness never restarts a container"
     );
@@ -163,7 +115,7 @@ spec:
     let processes = cluster.kubectl(&["exec", "stuck", "--", "ps", "-o", "args"]);
     let probes = processes.lines().filter(|l| l.trim() == "sleep 30").count();
     assert!(probes <= 1, "timed-out probes left running:\n{processes}");
-    assert_eq!(jsonpath(&cluster, "stuck", READY), "False");
+    assert_eq!(cluster.pod_field("stuck", READY), "False");
 }
 
 #[test]
@@ -213,15 +165,15 @@ spec:
       periodSeconds: 1
 "#,
     );
-    wait_for(&cluster, "web", READY, "True", Duration::from_secs(30));
+    cluster.wait_for_pod("web", READY, "True", Duration::from_secs(30));
     wait_for_event(
         &cluster,
         "missing",
         "Unhealthy",
         "Readiness probe failed: HTTP probe failed with statuscode: 404",
     );
-    assert_eq!(jsonpath(&cluster, "missing", READY), "False");
-    assert_eq!(jsonpath(&cluster, "missing", "{.status.phase}"), "Running");
+    assert_eq!(cluster.pod_field("missing", READY), "False");
+    assert_eq!(cluster.pod_field("missing", "{.status.phase}"), "Running");
 }
 
 #[test]
@@ -251,15 +203,11 @@ spec:
     let mut restarts = String::new();
     assert!(
         eventually(Duration::from_secs(40), || {
-            restarts = jsonpath(
-                &cluster,
-                "live",
-                "{.status.containerStatuses[0].restartCount}",
-            );
+            restarts = cluster.pod_field("live", "{.status.containerStatuses[0].restartCount}");
             restarts.parse::<u32>().is_ok_and(|n| n >= 1)
         }),
         "never restarted ({restarts:?}): {:#?}",
-        events(&cluster, "live")
+        cluster.pod_events("live")
     );
     wait_for_event(
         &cluster,
@@ -274,8 +222,7 @@ spec:
         "Container main failed liveness probe, will be restarted",
     );
     // sleep, as PID 1, ignores SIGTERM: the probe's grace (two seconds at least) ends in SIGKILL.
-    let last = jsonpath(
-        &cluster,
+    let last = cluster.pod_field(
         "live",
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     );
@@ -310,8 +257,7 @@ spec:
       periodSeconds: 1
 "#,
     );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "slow",
         "{.status.phase}",
         "Running",
@@ -325,27 +271,27 @@ spec:
         "Startup probe failed: cat: can't open '/tmp/started'",
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "slow",
             "{.status.containerStatuses[0].started} {.status.containerStatuses[0].ready}"
         ),
         "false false"
     );
-    assert_eq!(jsonpath(&cluster, "slow", READY), "False");
+    assert_eq!(cluster.pod_field("slow", READY), "False");
 
-    wait_for(&cluster, "slow", READY, "True", Duration::from_secs(20));
+    cluster.wait_for_pod("slow", READY, "True", Duration::from_secs(20));
     assert!(
         running_at.elapsed() >= Duration::from_secs(3),
         "ready {:?} after running: the startup probe did not hold it back",
         running_at.elapsed()
     );
     assert_eq!(
-        jsonpath(&cluster, "slow", "{.status.containerStatuses[0].started}"),
+        cluster.pod_field("slow", "{.status.containerStatuses[0].started}"),
         "true"
     );
     assert!(
-        !events(&cluster, "slow")
+        !cluster
+            .pod_events("slow")
             .iter()
             .any(|(_, m)| m.starts_with("Readiness probe")),
         "the readiness probe ran before the startup probe passed"
@@ -391,7 +337,7 @@ spec:
           command: ["sh", "-c", "echo no; exit 1"]
 "#,
     );
-    wait_for(&cluster, "hooked", READY, "True", Duration::from_secs(30));
+    cluster.wait_for_pod("hooked", READY, "True", Duration::from_secs(30));
     assert!(
         eventually(Duration::from_secs(10), || cluster
             .kubectl(&["logs", "hooked"])
@@ -410,16 +356,12 @@ spec:
     let mut restarts = String::new();
     assert!(
         eventually(Duration::from_secs(20), || {
-            restarts = jsonpath(
-                &cluster,
-                "bad-hook",
-                "{.status.containerStatuses[0].restartCount}",
-            );
+            restarts = cluster.pod_field("bad-hook", "{.status.containerStatuses[0].restartCount}");
             restarts.parse::<u32>().is_ok_and(|n| n >= 1)
         }),
         "never restarted ({restarts:?})"
     );
-    assert_eq!(jsonpath(&cluster, "bad-hook", READY), "False");
+    assert_eq!(cluster.pod_field("bad-hook", READY), "False");
 }
 
 #[test]
@@ -470,13 +412,7 @@ spec:
     .replace("OUT", path_str(&out));
     cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest);
     for pod in ["polite", "stubborn"] {
-        wait_for(
-            &cluster,
-            pod,
-            "{.status.phase}",
-            "Running",
-            Duration::from_secs(30),
-        );
+        cluster.wait_for_pod(pod, "{.status.phase}", "Running", Duration::from_secs(30));
     }
 
     // The hook runs first and takes its two seconds; SIGTERM follows and ends the container.

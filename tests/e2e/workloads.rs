@@ -16,25 +16,8 @@ fn apply(cluster: &Cluster, manifest: &str) {
     cluster.kubectl_stdin(&["apply", "-f", "-"], manifest);
 }
 
-fn jsonpath(cluster: &Cluster, pod: &str, path: &str) -> String {
-    cluster.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
-}
-
-fn wait_for(cluster: &Cluster, pod: &str, path: &str, want: &str, timeout: Duration) {
-    let mut last = String::new();
-    let ok = eventually(timeout, || {
-        last = jsonpath(cluster, pod, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "pod {pod}: {path} is {last:?}, not {want:?}\n{}",
-        cluster.kubectl(&["get", "pod", pod, "-o", "yaml"])
-    );
-}
-
 fn wait_for_phase(cluster: &Cluster, pod: &str, phase: &str) {
-    wait_for(cluster, pod, "{.status.phase}", phase, START);
+    cluster.wait_for_pod(pod, "{.status.phase}", phase, START);
 }
 
 /// Runs `script` with `sh -c` in `container` of `pod`; returns whether it succeeded and its
@@ -184,8 +167,7 @@ spec:
         logs(&cluster, "initialized", "main")
     );
     let init_path = |field: &str| {
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "initialized",
             &format!("{{.status.initContainerStatuses[*].{field}}}"),
         )
@@ -194,13 +176,11 @@ spec:
     assert_eq!(init_path("state.terminated.reason"), "Completed Completed");
     assert_eq!(init_path("state.terminated.exitCode"), "0 0");
     // The second started only once the first had finished.
-    let finished_first = jsonpath(
-        &cluster,
+    let finished_first = cluster.pod_field(
         "initialized",
         "{.status.initContainerStatuses[0].state.terminated.finishedAt}",
     );
-    let started_second = jsonpath(
-        &cluster,
+    let started_second = cluster.pod_field(
         "initialized",
         "{.status.initContainerStatuses[1].state.terminated.startedAt}",
     );
@@ -209,8 +189,7 @@ spec:
         "{finished_first} > {started_second}"
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "initialized",
             "{.status.conditions[?(@.type==\"Initialized\")].status}"
         ),
@@ -219,7 +198,7 @@ spec:
 
     // A failed init container under restartPolicy Never fails the pod; main never starts.
     wait_for_phase(&cluster, "init-fails", "Failed");
-    let status = |path: &str| jsonpath(&cluster, "init-fails", path);
+    let status = |path: &str| cluster.pod_field("init-fails", path);
     assert_eq!(
         status("{.status.initContainerStatuses[0].state.terminated.exitCode}"),
         "7"
@@ -343,8 +322,8 @@ spec:
     // $(VAR) is expanded in command and args alike.
     assert_eq!(first, "hello world in blue");
     let env = parse_env(rest);
-    let uid = jsonpath(&cluster, "env", "{.metadata.uid}");
-    let host_ip = jsonpath(&cluster, "env", "{.status.hostIP}");
+    let uid = cluster.pod_field("env", "{.metadata.uid}");
+    let host_ip = cluster.pod_field("env", "{.status.hostIP}");
     assert!(!host_ip.is_empty());
     let expected = [
         ("GREETING", "hello"),
@@ -403,23 +382,21 @@ spec:
         configMapKeyRef: {name: nope, key: value}
 "#,
     );
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "needs-config",
         "{.status.containerStatuses[0].state.waiting.reason}",
         "CreateContainerConfigError",
         START,
     );
     assert_eq!(
-        jsonpath(
-            &cluster,
+        cluster.pod_field(
             "needs-config",
             "{.status.containerStatuses[0].state.waiting.message}"
         ),
         "configmap \"nope\" not found"
     );
     assert_eq!(
-        jsonpath(&cluster, "needs-config", "{.status.phase}"),
+        cluster.pod_field("needs-config", "{.status.phase}"),
         "Pending"
     );
 
@@ -810,15 +787,13 @@ fn security_contexts_set_users_capabilities_privileges_and_seccomp() {
         assert_eq!(&logs(&cluster, name, "main"), want, "pod {name}");
     }
     // runAsNonRoot with an image that runs as root: the container is never created.
-    wait_for(
-        &cluster,
+    cluster.wait_for_pod(
         "run-as-non-root-as-root",
         "{.status.containerStatuses[0].state.waiting.reason}",
         "CreateContainerConfigError",
         START,
     );
-    let message = jsonpath(
-        &cluster,
+    let message = cluster.pod_field(
         "run-as-non-root-as-root",
         "{.status.containerStatuses[0].state.waiting.message}",
     );
@@ -833,7 +808,7 @@ fn security_contexts_set_users_capabilities_privileges_and_seccomp() {
 
 /// A file of the container's cgroup in one v1 controller's hierarchy.
 fn cgroup_file(cluster: &Cluster, pod: &str, controller: &str, file: &str) -> String {
-    let uid = jsonpath(cluster, pod, "{.metadata.uid}");
+    let uid = cluster.pod_field(pod, "{.metadata.uid}");
     let path = format!("/sys/fs/cgroup/{controller}/capstan/pod{uid}/{uid}-main-0/{file}");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -879,7 +854,7 @@ spec:
     wait_for_phase(&cluster, "burstable", "Running");
 
     assert_eq!(
-        jsonpath(&cluster, "guaranteed", "{.status.qosClass}"),
+        cluster.pod_field("guaranteed", "{.status.qosClass}"),
         "Guaranteed"
     );
     let guaranteed = |controller, file| cgroup_file(&cluster, "guaranteed", controller, file);
@@ -890,7 +865,7 @@ spec:
 
     // A request without a limit weighs the CPU shares but sets no quota.
     assert_eq!(
-        jsonpath(&cluster, "burstable", "{.status.qosClass}"),
+        cluster.pod_field("burstable", "{.status.qosClass}"),
         "Burstable"
     );
     let burstable = |controller, file| cgroup_file(&cluster, "burstable", controller, file);

@@ -19,6 +19,7 @@ pub mod pull;
 pub mod server;
 pub mod stats;
 pub mod status;
+pub mod tls;
 pub mod volumes;
 pub mod worker;
 

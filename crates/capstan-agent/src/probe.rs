@@ -24,7 +24,7 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_runtime::exec::ExecRequest;
@@ -1526,8 +1526,9 @@ fn exchange_blocking(
     if tls {
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| NetError::Broken(format!("tls: {e}")))?;
-        let connection = rustls::ClientConnection::new(insecure_tls(), name)
-            .map_err(|e| NetError::Broken(format!("tls: {e}")))?;
+        let connection =
+            rustls::ClientConnection::new(crate::tls::unverified_client_config(), name)
+                .map_err(|e| NetError::Broken(format!("tls: {e}")))?;
         let mut stream = rustls::StreamOwned::new(connection, stream);
         converse(&mut stream, &control, &request, deadline)
     } else {
@@ -1609,73 +1610,6 @@ fn errno_text(e: &std::io::Error) -> String {
             .desc()
             .to_ascii_lowercase(),
         None => e.to_string(),
-    }
-}
-
-/// kubelet's probes and hooks do not verify certificates.
-fn insecure_tls() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
-}
-
-/// Accepts any server certificate (kubelet's `InsecureSkipVerify`), still checking that the
-/// handshake is signed by it.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
