@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a single-node capstan cluster on this machine: installs build dependencies, builds the
-# release binary, and runs `capstan server` in the background with its data in
-# /var/lib/capstan (override with CAPSTAN_DATA_DIR). Prints how to point kubectl at it.
+# release binary, runs `capstan server` (control plane and this machine's node agent) in the
+# background with its data in /var/lib/capstan (override with CAPSTAN_DATA_DIR), and imports
+# the locally built busybox test image. Prints how to point kubectl at it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,9 @@ else
     done
     grep "listening" "$log" || { cat "$log"; exit 1; }
 fi
+# The test image (busybox, built locally: nothing is downloaded) for a first pod.
+bash scripts/build-test-images.sh target/test-images >/dev/null
+target/release/capstan image --data-dir "$data_dir" import target/test-images/capstan-test-busybox.tar
 echo
-echo "Use it with:  export KUBECONFIG=$data_dir/kubeconfig; kubectl get namespaces"
+echo "Use it with:  export KUBECONFIG=$data_dir/kubeconfig; kubectl get nodes"
 echo "Stop it with: kill \$(cat $data_dir/server.pid)"
