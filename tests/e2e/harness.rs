@@ -341,6 +341,19 @@ pub fn cleanup_node(agent_dir: &Path) {
             }
         }
     }
+    // Pods sharing a PID namespace have a pause process.
+    for pod in std::fs::read_dir(agent_dir.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(pid) = std::fs::read_to_string(pod.path().join("ns/pause.pid")) {
+            let _ = Command::new("kill")
+                .args(["-9", pid.trim()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
     std::thread::sleep(Duration::from_millis(200));
     // Deepest mounts first.
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

@@ -39,6 +39,7 @@ pub async fn run(shared: Arc<Shared>) {
             }
             Ok(Event::Delete(pod)) => {
                 if let Some(uid) = pod.metadata.uid.clone() {
+                    forget_name(&shared, &pod, &uid);
                     deliver(&shared, &mut workers, &uid, None);
                 }
             }
@@ -62,6 +63,20 @@ pub async fn run(shared: Arc<Shared>) {
             Err(e) => tracing::warn!("watching the pods of node {}: {e}", shared.node_name),
         }
         workers.retain(|_, sender| !sender.is_closed());
+    }
+}
+
+/// Drops a deleted pod's name, unless a new pod of that name has it already.
+fn forget_name(shared: &Shared, pod: &Pod, uid: &str) {
+    let key = format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
+    if let Ok(mut names) = shared.pod_names.write()
+        && names.get(&key).is_some_and(|known| known == uid)
+    {
+        names.remove(&key);
     }
 }
 
