@@ -497,3 +497,56 @@ spec:
         "the pause process outlived its pod"
     );
 }
+
+#[test]
+fn attach_reaches_a_running_containers_own_streams() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: echo
+spec:
+  nodeName: e2e-node
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: capstan.test/busybox:1
+    stdin: true
+    stdinOnce: true
+    command: ["sh", "-c", "echo ready; while read line; do echo got $line; echo err $line >&2; done; echo bye"]
+"#,
+    );
+    cluster.wait_for_pod(
+        "echo",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(30),
+    );
+    // What kubectl attach -i sends reaches the container's stdin; its output comes back on
+    // stdout and stderr; stdinOnce closes the container's stdin when kubectl's input ends, so
+    // the container finishes and the attachment with it.
+    let output =
+        cluster.kubectl_stdin_output(&["attach", "-i", "echo", "-c", "main"], "one\ntwo\n");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("got one\ngot two\n"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("err two"));
+    cluster.wait_for_pod(
+        "echo",
+        "{.status.phase}",
+        "Succeeded",
+        Duration::from_secs(20),
+    );
+    assert!(
+        cluster
+            .kubectl(&["logs", "echo"])
+            .contains("got two\nbye\n")
+    );
+}

@@ -35,6 +35,8 @@ const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
 /// What `exec` was asked for.
 pub struct ExecOptions {
+    /// Attach to the container's own streams (`kubectl attach`) instead of running `command`.
+    pub attach: bool,
     pub command: Vec<String>,
     pub stdin: bool,
     pub tty: bool,
@@ -140,60 +142,91 @@ async fn run<S>(
         tty: options.tty,
         size_file: size_file.clone(),
     };
-    let mut child = match capstan_runtime::exec::spawn(&shared.shim, &dir, &request).await {
-        Ok(child) => child,
-        Err(why) => {
-            let status = json!({
-                "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
-                "message": format!("Internal error occurred: error executing command in container: failed to exec in container: {why}"),
-                "details": {"causes": [{"message": why}]},
-            });
-            let _ = sink
-                .send(channel_message(ERROR, status.to_string().as_bytes()))
-                .await;
-            close(&mut sink).await;
-            return;
-        }
-    };
-    let pid = child.id();
-    let mut stdin = child.stdin.take();
-    if !options.stdin {
-        stdin = None; // the command reads end-of-file at once
-    }
     let (out_sender, mut out_receiver) = tokio::sync::mpsc::channel::<Message>(32);
     let mut pumps = Vec::new();
-    for (channel, reader) in [
-        (
-            STDOUT,
-            child
-                .stdout
-                .take()
-                .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ),
-        (
-            STDERR,
-            child
-                .stderr
-                .take()
-                .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ),
-    ] {
-        let Some(mut reader) = reader else { continue };
+    let mut child = None;
+    let mut stdin: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> = None;
+    if options.attach {
+        // The container's own streams, through its shim.
+        let path = dir.join(capstan_runtime::attach::SOCKET);
+        let socket = match tokio::net::UnixStream::connect(&path).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                let why = format!("attaching to the container: {e}");
+                fail(&mut sink, &why).await;
+                return;
+            }
+        };
+        let (mut reader, writer) = socket.into_split();
+        if options.stdin {
+            stdin = Some(Box::new(writer));
+        }
         let sender = out_sender.clone();
         pumps.push(tokio::spawn(async move {
-            let mut buffer = vec![0u8; 32 * 1024];
-            while let Ok(n) = reader.read(&mut buffer).await {
-                if n == 0
-                    || sender
-                        .send(channel_message(channel, &buffer[..n]))
-                        .await
-                        .is_err()
-                {
+            // Frames: [stream][length u32 BE][bytes], stream 1 stdout, 2 stderr.
+            let mut header = [0u8; 5];
+            while reader.read_exact(&mut header).await.is_ok() {
+                let length =
+                    u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+                let mut data = vec![0u8; length];
+                if reader.read_exact(&mut data).await.is_err() {
+                    break;
+                }
+                let channel = if header[0] == 2 { STDERR } else { STDOUT };
+                if sender.send(channel_message(channel, &data)).await.is_err() {
                     break;
                 }
             }
         }));
+    } else {
+        let mut spawned = match capstan_runtime::exec::spawn(&shared.shim, &dir, &request).await {
+            Ok(child) => child,
+            Err(why) => {
+                fail(&mut sink, &why).await;
+                return;
+            }
+        };
+        if options.stdin {
+            stdin = spawned
+                .stdin
+                .take()
+                .map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>);
+        } // otherwise the command reads end-of-file at once
+        for (channel, reader) in [
+            (
+                STDOUT,
+                spawned
+                    .stdout
+                    .take()
+                    .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            ),
+            (
+                STDERR,
+                spawned
+                    .stderr
+                    .take()
+                    .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            ),
+        ] {
+            let Some(mut reader) = reader else { continue };
+            let sender = out_sender.clone();
+            pumps.push(tokio::spawn(async move {
+                let mut buffer = vec![0u8; 32 * 1024];
+                while let Ok(n) = reader.read(&mut buffer).await {
+                    if n == 0
+                        || sender
+                            .send(channel_message(channel, &buffer[..n]))
+                            .await
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            }));
+        }
+        child = Some(spawned);
     }
+    let pid = child.as_ref().and_then(|c| c.id());
     drop(out_sender);
 
     // The client's messages: stdin data, resizes, stream closes.
@@ -253,9 +286,15 @@ async fn run<S>(
         _ = input => {}
         _ = output => {}
     }
-    let code = match child.wait().await {
-        Ok(status) => status.code().unwrap_or(255),
-        Err(_) => 255,
+    // An attachment ends when the container does: that is success, as kubelet reports it.
+    let code = match child.as_mut() {
+        Some(child) => child
+            .wait()
+            .await
+            .ok()
+            .and_then(|s| s.code())
+            .unwrap_or(255),
+        None => 0,
     };
     for pump in pumps {
         let _ = pump.await;
@@ -270,6 +309,22 @@ async fn run<S>(
     if let Some(size_file) = size_file {
         let _ = std::fs::remove_file(size_file);
     }
+}
+
+/// Reports that the command could not run (containerd's words follow) and ends the stream.
+async fn fail<S>(sink: &mut S, why: &str)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let status = json!({
+        "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
+        "message": format!("Internal error occurred: error executing command in container: failed to exec in container: {why}"),
+        "details": {"causes": [{"message": why}]},
+    });
+    let _ = sink
+        .send(channel_message(ERROR, status.to_string().as_bytes()))
+        .await;
+    close(sink).await;
 }
 
 /// Ends the stream with a normal closure: kubectl reports a close without a status code

@@ -125,14 +125,22 @@ async fn route(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Bod
                 pod.to_string(),
                 container.to_string(),
             );
-            exec(shared, request, &namespace, &pod, &container, &query)
+            exec(shared, request, &namespace, &pod, &container, &query, false)
+        }
+        ["attach", namespace, pod, container] => {
+            let (namespace, pod, container) = (
+                namespace.to_string(),
+                pod.to_string(),
+                container.to_string(),
+            );
+            exec(shared, request, &namespace, &pod, &container, &query, true)
         }
         _ => full(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
 }
 
-/// `kubectl exec`: upgrades to the stream protocol and runs the command in the container's
-/// current, running attempt.
+/// `kubectl exec` and `kubectl attach`: upgrades to the stream protocol and runs the command
+/// in (or attaches to) the container's current, running attempt.
 fn exec(
     shared: &Arc<Shared>,
     request: Request<Incoming>,
@@ -140,6 +148,7 @@ fn exec(
     pod: &str,
     container: &str,
     query: &[(String, String)],
+    attach: bool,
 ) -> Response<Body> {
     let flag = |key: &str| {
         query
@@ -151,7 +160,7 @@ fn exec(
         .filter(|(k, _)| k == "command")
         .map(|(_, v)| v.clone())
         .collect();
-    if command.is_empty() {
+    if command.is_empty() && !attach {
         return full(
             StatusCode::BAD_REQUEST,
             "you must specify at least one command for the container",
@@ -173,6 +182,7 @@ fn exec(
         );
     };
     let options = crate::exec::ExecOptions {
+        attach,
         command,
         stdin: flag("stdin"),
         tty: flag("tty"),

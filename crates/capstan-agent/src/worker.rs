@@ -470,6 +470,8 @@ impl PodWorker {
                 .join(&container.name)
                 .join(format!("{attempt}.log")),
             log_max_bytes: LOG_MAX_BYTES,
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
         };
         self.shared
             .events

@@ -47,6 +47,10 @@ pub struct ContainerConfig {
     pub oom_score_adj: i32,
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
+    /// Keep stdin open for `kubectl attach` (`stdin`), closing it after the first attach
+    /// (`stdinOnce`).
+    pub stdin: bool,
+    pub stdin_once: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -194,6 +198,8 @@ impl Runtime {
             cgroup_path: crate::bundle::cgroup_path(&config.pod_uid, &config.id),
             log_path: config.log_path.clone(),
             log_max_bytes: config.log_max_bytes,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
         };
         shim::write_atomically(&dir.join(shim::META), &meta).map_err(prepare)?;
         let shim_log = std::fs::File::create(dir.join(shim::SHIM_LOG)).map_err(prepare)?;
@@ -362,6 +368,8 @@ impl ContainerConfig {
             oom_score_adj: 0,
             log_path: "/tmp/log".into(),
             log_max_bytes: 10 << 20,
+            stdin: false,
+            stdin_once: false,
         }
     }
 }

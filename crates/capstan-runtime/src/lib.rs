@@ -9,6 +9,7 @@
 //! Nothing here knows Kubernetes types: the agent translates a Pod into [`ContainerConfig`]s, as
 //! kubelet does with the CRI.
 
+pub mod attach;
 pub mod bundle;
 pub mod cgroups;
 pub mod container;

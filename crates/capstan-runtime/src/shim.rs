@@ -29,6 +29,12 @@ pub struct ShimMeta {
     pub cgroup_path: String,
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
+    /// Keep the container's stdin open for `kubectl attach` (the container's `stdin: true`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close it when the first attached client's input ends (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// Written to `state.json` once the container's first process runs.
@@ -91,7 +97,7 @@ pub fn run(dir: &Path) -> i32 {
             )));
         }
     };
-    let (pipes, mut container) = match create(dir, &meta) {
+    let (pipes, stdin, mut container) = match create(dir, &meta) {
         Ok(created) => created,
         Err(e) => return answer(&Handshake::Failed(e)),
     };
@@ -109,10 +115,17 @@ pub fn run(dir: &Path) -> i32 {
             "recording the container's state: {e}"
         )));
     }
+    let attachments = Arc::new(crate::attach::Attachments::new(
+        stdin.map(std::fs::File::from),
+    ));
+    if let Err(e) = crate::attach::serve(dir, Arc::clone(&attachments), meta.stdin_once) {
+        eprintln!("serving attach: {e}");
+    }
     // Copy output before answering, so the first line a fast container prints is never lost.
     let copiers = [(pipes.0, Stream::Stdout), (pipes.1, Stream::Stderr)].map(|(pipe, stream)| {
         let log = Arc::clone(&log);
-        std::thread::spawn(move || copy_output(pipe, stream, &log))
+        let attachments = Arc::clone(&attachments);
+        std::thread::spawn(move || copy_output(pipe, stream, &log, &attachments))
     });
     answer(&Handshake::Started(started));
 
@@ -120,6 +133,7 @@ pub fn run(dir: &Path) -> i32 {
     for copier in copiers {
         let _ = copier.join();
     }
+    attachments.close_all();
     // Processes the first one left behind (in a pod's shared PID namespace they do not die
     // with it) end with the container, as containerd's kill-all does.
     crate::cgroups::kill_all(&meta.cgroup_path);
@@ -152,16 +166,24 @@ type OutputPipes = (OwnedFd, OwnedFd);
 fn create(
     dir: &Path,
     meta: &ShimMeta,
-) -> Result<(OutputPipes, libcontainer::container::Container), String> {
+) -> Result<
+    (
+        OutputPipes,
+        Option<OwnedFd>,
+        libcontainer::container::Container,
+    ),
+    String,
+> {
     let (stdout_read, stdout_write) =
         nix::unistd::pipe().map_err(|e| format!("making a pipe: {e}"))?;
     let (stderr_read, stderr_write) =
         nix::unistd::pipe().map_err(|e| format!("making a pipe: {e}"))?;
-    // stdin is a pipe whose writing end is closed at once: the container reads end-of-file, as
-    // from /dev/null (which libcontainer must not be handed).
+    // stdin is a pipe: kept open for `kubectl attach` when the container asks for stdin,
+    // otherwise closed at once so that the container reads end-of-file, as from /dev/null
+    // (which libcontainer must not be handed).
     let (stdin_read, stdin_write) =
         nix::unistd::pipe().map_err(|e| format!("making a pipe: {e}"))?;
-    drop(stdin_write);
+    let stdin_write = meta.stdin.then_some(stdin_write);
     let mut container = ContainerBuilder::new(meta.id.clone(), SyscallType::Linux)
         .with_root_path(dir.join(LIBCONTAINER_ROOT))
         .map_err(|e| format!("preparing the container state: {e}"))?
@@ -177,7 +199,7 @@ fn create(
         let _ = container.delete(true);
         return Err(format!("starting the container: {e}"));
     }
-    Ok(((stdout_read, stderr_read), container))
+    Ok(((stdout_read, stderr_read), stdin_write, container))
 }
 
 /// Writes the handshake line and then points stdout at the shim log, so that the agent's end of
@@ -199,13 +221,19 @@ fn answer(handshake: &Handshake) -> i32 {
     }
 }
 
-fn copy_output(pipe: OwnedFd, stream: Stream, log: &Mutex<LogWriter>) {
+fn copy_output(
+    pipe: OwnedFd,
+    stream: Stream,
+    log: &Mutex<LogWriter>,
+    attachments: &crate::attach::Attachments,
+) {
     let mut pipe = std::fs::File::from(pipe);
     let mut buffer = vec![0u8; 32 * 1024];
     loop {
         match pipe.read(&mut buffer) {
             Ok(0) => return,
             Ok(n) => {
+                attachments.broadcast(stream, &buffer[..n]);
                 let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 if let Err(e) = log.write(stream, &buffer[..n]) {
                     eprintln!("writing the container log: {e}");
