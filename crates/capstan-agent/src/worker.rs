@@ -89,6 +89,8 @@ pub struct PodWorker {
     sandbox_ready: bool,
     /// When configMap, secret and downward API volumes were last rewritten.
     volumes_refreshed: Option<tokio::time::Instant>,
+    /// The pod's volumes as last prepared, which container starts mount.
+    volumes: Option<crate::volumes::PodVolumes>,
     /// Hooks and probes of the running containers, by container name.
     lifecycles: HashMap<String, crate::probe::ContainerLifecycle>,
     /// Woken when a probe result changes, so that the status follows at once.
@@ -117,6 +119,7 @@ impl PodWorker {
             last_status: None,
             sandbox_ready: false,
             volumes_refreshed: None,
+            volumes: None,
             lifecycles: HashMap::new(),
             probes_changed: Arc::new(tokio::sync::Notify::new()),
         }
@@ -250,13 +253,16 @@ impl PodWorker {
         }
         self.volumes_refreshed = Some(tokio::time::Instant::now());
         let source = crate::api_source::ApiSource::new(self.shared.client.clone());
-        if let Err(e) =
-            crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source).await
+        match crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source).await
         {
-            self.shared
-                .events
-                .record(pod, None, EventType::Warning, "FailedMount", e.to_string())
-                .await;
+            Ok(volumes) => self.volumes = Some(volumes),
+            Err(e) => {
+                self.volumes = None;
+                self.shared
+                    .events
+                    .record(pod, None, EventType::Warning, "FailedMount", e.to_string())
+                    .await;
+            }
         }
     }
 
@@ -399,10 +405,14 @@ impl PodWorker {
         }
         let security = crate::container_spec::security(pod, container, &image_config, &layers)
             .map_err(|e| ("CreateContainerConfigError".to_string(), e))?;
-        let volumes =
-            crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source)
+        // Volumes were prepared by this pass's refresh; a pod without any (or whose refresh
+        // failed) prepares them here, and a failure holds the container.
+        let volumes = match &self.volumes {
+            Some(volumes) => volumes.clone(),
+            None => crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source)
                 .await
-                .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+                .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?,
+        };
         let host_network = pod
             .spec
             .as_ref()
