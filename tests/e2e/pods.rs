@@ -550,3 +550,116 @@ spec:
             .contains("got two\nbye\n")
     );
 }
+
+/// GETs `path` from a server on loopback with plain HTTP/1.0 and returns the body.
+fn http_get(port: u16, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |at| at + 4);
+    response.split_off(body)
+}
+
+#[test]
+fn port_forward_reaches_a_port_inside_the_pod() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  nodeName: e2e-node
+  containers:
+  - name: httpd
+    image: capstan.test/busybox:1
+    command: ["sh", "-c", "head -c 2000000 /dev/urandom > /www/big && exec httpd -f -p 8080 -h /www"]
+    readinessProbe:
+      tcpSocket:
+        port: 8080
+      periodSeconds: 1
+"#,
+    );
+    cluster.wait_for_pod(
+        "web",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+        Duration::from_secs(30),
+    );
+    let inside = cluster.kubectl(&["exec", "web", "--", "md5sum", "/www/big"]);
+
+    // kubectl picks a free local port and tells which; the pod's port 8080 is only reachable
+    // inside its network namespace.
+    let mut forward = cluster
+        .kubectl_command(&["port-forward", "pod/web", ":8080"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kubectl goes on writing to its stdout: the reader stays open until the end.
+    let mut stdout = std::io::BufReader::new(forward.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected port-forward output: {line:?}"));
+    assert_eq!(http_get(port, "/index.html"), b"hello from capstan\n");
+    // Two megabytes arrive whole, on a second connection through the same forward.
+    let big = http_get(port, "/big");
+    assert_eq!(big.len(), 2_000_000);
+    let copy = cluster.write_file("big", "");
+    std::fs::write(&copy, &big).unwrap();
+    let local = std::process::Command::new("md5sum")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let local = String::from_utf8_lossy(&local.stdout);
+    assert_eq!(
+        inside.split_whitespace().next(),
+        local.split_whitespace().next()
+    );
+    let _ = forward.kill();
+    let _ = forward.wait();
+    drop(stdout);
+
+    // Nothing listens on 9999: kubectl reports the pod's refusal and stops.
+    let mut refused = cluster
+        .kubectl_command(&["port-forward", "pod/web", ":9999"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(refused.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
+        let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n");
+        let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+    });
+    let output = refused.wait_with_output().unwrap();
+    drop(stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("failed to connect to localhost:9999 inside the pod"),
+        "{stderr}"
+    );
+}

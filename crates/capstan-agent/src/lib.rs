@@ -14,6 +14,7 @@ pub mod exec;
 pub mod join;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probe;
 pub mod pull;
 pub mod server;

@@ -127,6 +127,19 @@ async fn route(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             );
             exec(shared, request, &namespace, &pod, &container, &query, false)
         }
+        ["portForward", namespace, pod] => {
+            let Some(uid) = pod_uid(shared, namespace, pod) else {
+                return full(
+                    StatusCode::NOT_FOUND,
+                    format!("pod {namespace}/{pod} not found on this node"),
+                );
+            };
+            let netns = shared.pods_dir.join(&uid).join("ns").join("net");
+            match crate::portforward::upgrade(request, netns, pod.to_string()) {
+                Ok(response) => response,
+                Err((status, message)) => full(status, message),
+            }
+        }
         ["attach", namespace, pod, container] => {
             let (namespace, pod, container) = (
                 namespace.to_string(),
