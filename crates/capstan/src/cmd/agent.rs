@@ -153,7 +153,7 @@ pub async fn start(
     )
     .await
     .context("configuring the API client")?;
-    let client = kube::Client::try_from(config).context("making the API client")?;
+    let client = capstan_agent::api_client(config).context("making the API client")?;
     let shim = std::env::current_exe().context("finding the capstan binary for the shims")?;
     let agent = capstan_agent::start(AgentConfig {
         node_name: name,
