@@ -551,6 +551,35 @@ spec:
     );
 }
 
+/// Starts `kubectl port-forward TARGET :PORT` and returns it, its stdout (kept open: kubectl
+/// goes on writing to it) and the free local port kubectl picked and printed.
+fn port_forward(
+    cluster: &Cluster,
+    target: &str,
+    remote: u16,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    u16,
+) {
+    let mut child = cluster
+        .kubectl_command(&["port-forward", target, &format!(":{remote}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected port-forward output: {line:?}"));
+    (child, stdout, port)
+}
+
 /// GETs `path` from a server on loopback with plain HTTP/1.0 and returns the body.
 fn http_get(port: u16, path: &str) -> Vec<u8> {
     use std::io::{Read, Write};
@@ -598,24 +627,8 @@ spec:
     );
     let inside = cluster.kubectl(&["exec", "web", "--", "md5sum", "/www/big"]);
 
-    // kubectl picks a free local port and tells which; the pod's port 8080 is only reachable
-    // inside its network namespace.
-    let mut forward = cluster
-        .kubectl_command(&["port-forward", "pod/web", ":8080"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // kubectl goes on writing to its stdout: the reader stays open until the end.
-    let mut stdout = std::io::BufReader::new(forward.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected port-forward output: {line:?}"));
+    // The pod's port 8080 is only reachable inside its network namespace.
+    let (mut forward, stdout, port) = port_forward(&cluster, "pod/web", 8080);
     assert_eq!(http_get(port, "/index.html"), b"hello from capstan\n");
     // Two megabytes arrive whole, on a second connection through the same forward.
     let big = http_get(port, "/big");
@@ -636,21 +649,7 @@ spec:
     drop(stdout);
 
     // Nothing listens on 9999: kubectl reports the pod's refusal and stops.
-    let mut refused = cluster
-        .kubectl_command(&["port-forward", "pod/web", ":9999"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(refused.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let (refused, stdout, port) = port_forward(&cluster, "pod/web", 9999);
     let _ = std::net::TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
         let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n");
         let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());

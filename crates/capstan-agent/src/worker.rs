@@ -699,27 +699,28 @@ impl PodWorker {
     async fn terminate(&mut self, pod: Option<&Pod>, grace: Duration) {
         // Probes end first: a container being stopped is not probed (or killed) any more.
         self.lifecycles.clear();
-        let ids: Vec<String> = self
+        let running: Vec<(String, String)> = self
             .tracked
             .iter()
-            .filter_map(|(name, t)| t.attempt.map(|a| (name, container_id(&self.uid, name, a))))
+            .filter_map(|(name, t)| {
+                t.attempt
+                    .map(|a| (name.clone(), container_id(&self.uid, name, a)))
+            })
             .filter(|(_, id)| {
                 matches!(
                     self.shared.runtime.state(id),
                     Ok(ContainerState::Running(_) | ContainerState::Creating)
                 )
             })
-            .map(|(name, id)| (name.clone(), id))
-            .map(|(_, id)| id)
             .collect();
         let mut stops = Vec::new();
-        for id in ids {
-            if let (Some(pod), Some((_, name, _))) = (pod, parse_container_id(&id)) {
+        for (name, id) in running {
+            if let Some(pod) = pod {
                 self.shared
                     .events
                     .record(
                         pod,
-                        container_field_path(false, name),
+                        container_field_path(false, &name),
                         EventType::Normal,
                         "Killing",
                         format!("Stopping container {name}"),

@@ -94,17 +94,7 @@ impl NodeClient {
             .await
             .map_err(|e| unreachable(&e))?;
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let status = response.status();
-            let text = response
-                .into_body()
-                .collect()
-                .await
-                .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
-                .unwrap_or_default();
-            return Err(match status {
-                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => ApiError::BadRequest(text),
-                _ => ApiError::Internal(text),
-            });
+            return Err(refusal(response).await);
         }
         let upgraded = hyper::upgrade::on(&mut response)
             .await
@@ -133,18 +123,23 @@ impl NodeClient {
         if response.status().is_success() {
             return Ok(response);
         }
-        let status = response.status();
-        let text = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
-            .unwrap_or_default();
-        Err(match status {
-            StatusCode::BAD_REQUEST => ApiError::BadRequest(text),
-            StatusCode::NOT_FOUND => ApiError::BadRequest(text),
-            _ => ApiError::Internal(text),
-        })
+        Err(refusal(response).await)
+    }
+}
+
+/// The error an agent's refusal carries, with its text as the message, as kube-apiserver
+/// relays kubelet's.
+async fn refusal(response: Response<Incoming>) -> ApiError {
+    let status = response.status();
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
+        .unwrap_or_default();
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => ApiError::BadRequest(text),
+        _ => ApiError::Internal(text),
     }
 }
 
