@@ -27,6 +27,11 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Pressure thresholds for test nodes. The test machine's disk is shared and can sit under
+/// kubelet's default 10% free, which would report DiskPressure (and taint the node) for
+/// reasons that have nothing to do with the test; an absolute floor keeps tests meaningful.
+pub const E2E_EVICTION_HARD: &str = "memory.available<100Mi,nodefs.available<1Gi,pid.available<5%";
+
 impl Cluster {
     pub fn start() -> Cluster {
         Self::start_with(&[])
@@ -42,7 +47,17 @@ impl Cluster {
     /// Starts a one-node cluster: the server with its built-in agent (node `e2e-node`), the
     /// test images imported, the node Ready.
     pub fn start_with_node() -> Cluster {
-        let cluster = Self::start_inner(&["--agent-port", "0", "--node-name", "e2e-node"], true);
+        let cluster = Self::start_inner(
+            &[
+                "--agent-port",
+                "0",
+                "--node-name",
+                "e2e-node",
+                "--eviction-hard",
+                E2E_EVICTION_HARD,
+            ],
+            true,
+        );
         cluster.import_test_images();
         assert!(
             eventually(Duration::from_secs(20), || cluster.kubectl(&[
@@ -444,6 +459,8 @@ impl Cluster {
                 "127.0.0.1",
                 "--agent-port",
                 "0",
+                "--eviction-hard",
+                E2E_EVICTION_HARD,
                 "--data-dir",
             ])
             .arg(&dir)

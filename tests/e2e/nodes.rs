@@ -80,6 +80,28 @@ fn the_built_in_node_registers_what_the_machine_has_and_keeps_its_lease() {
 }
 
 #[test]
+fn a_node_past_its_eviction_threshold_reports_pressure() {
+    let mut cluster = Cluster::start_with_node();
+    // No disk can have more than 100% free: the threshold is crossed at once.
+    cluster.restart_with(&["--eviction-hard", "nodefs.available<100%"]);
+    let disk = || {
+        cluster.kubectl(&[
+            "get",
+            "node",
+            "e2e-node",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"DiskPressure\")].status}/{.status.conditions[?(@.type==\"DiskPressure\")].reason}/{.status.conditions[?(@.type==\"MemoryPressure\")].status}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || disk()
+            == "True/KubeletHasDiskPressure/False"),
+        "disk pressure was not reported: {}",
+        disk()
+    );
+}
+
+#[test]
 fn a_second_node_joins_with_a_token_and_runs_pods() {
     let cluster = Cluster::start_with_node();
     let agent = cluster.join_agent("worker-2");

@@ -47,6 +47,8 @@ pub struct AgentConfig {
     /// The executable that runs shims (the capstan binary).
     pub shim: PathBuf,
     pub labels: BTreeMap<String, String>,
+    /// When the node reports memory, disk and PID pressure (`--eviction-hard`).
+    pub pressure: node::PressureThresholds,
 }
 
 /// Why the agent could not start. Runtime failures after start are retried, not returned.
@@ -145,7 +147,13 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
         port: address.port(),
         labels: config.labels.clone(),
     };
-    let heartbeat = node::Heartbeat::new(config.client.clone(), spec, machine, &config.root_dir);
+    let heartbeat = node::Heartbeat::new(
+        config.client.clone(),
+        spec,
+        machine,
+        &config.root_dir,
+        config.pressure.clone(),
+    );
     let tasks = vec![
         tokio::spawn(server::serve(listener, tls, Arc::clone(&shared))),
         tokio::spawn(heartbeat.run()),

@@ -19,11 +19,71 @@ pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
 pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// kubelet's default `maxPods`.
 pub const MAX_PODS: u32 = 110;
-/// Eviction thresholds kubelet uses by default: memory.available < 100Mi, nodefs.available
-/// < 10%, and we call PIDs short under 5% free.
-const MEMORY_PRESSURE_BYTES: u64 = 100 << 20;
-const DISK_PRESSURE_PERCENT: u64 = 10;
-const PID_PRESSURE_PERCENT: u64 = 5;
+/// kubelet's default `--eviction-hard` (pid.available is ours: kubelet sets none).
+pub const DEFAULT_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<10%,pid.available<5%";
+
+/// One eviction signal's threshold: an amount, or a share of the total.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Amount(u64),
+    Percent(f64),
+}
+
+impl Threshold {
+    /// Whether `available` out of `total` is under the threshold.
+    fn crossed(self, available: u64, total: u64) -> bool {
+        match self {
+            Threshold::Amount(amount) => available < amount,
+            Threshold::Percent(percent) => {
+                total > 0 && (available as f64) * 100.0 < percent * total as f64
+            }
+        }
+    }
+}
+
+/// When the node reports MemoryPressure, DiskPressure and PIDPressure, in kubelet's
+/// `--eviction-hard` syntax: `memory.available<100Mi,nodefs.available<10%,pid.available<5%`.
+/// A signal left out is never crossed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PressureThresholds {
+    pub memory_available: Option<Threshold>,
+    pub nodefs_available: Option<Threshold>,
+    pub pid_available: Option<Threshold>,
+}
+
+impl std::str::FromStr for PressureThresholds {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut thresholds = PressureThresholds::default();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (signal, value) = item.split_once('<').ok_or_else(|| {
+                format!("invalid eviction threshold {item:?}: expected signal<value")
+            })?;
+            let value = value.trim();
+            let threshold = if let Some(percent) = value.strip_suffix('%') {
+                match percent.parse::<f64>() {
+                    Ok(p) if (0.0..=100.0).contains(&p) => Threshold::Percent(p),
+                    _ => return Err(format!("invalid eviction threshold percentage {value:?}")),
+                }
+            } else {
+                let quantity = capstan_api::quantity::Quantity::parse(value)
+                    .filter(|q| q.nanos() >= 0)
+                    .ok_or_else(|| format!("invalid eviction threshold quantity {value:?}"))?;
+                Threshold::Amount(quantity.ceil())
+            };
+            let slot = match signal.trim() {
+                "memory.available" => &mut thresholds.memory_available,
+                "nodefs.available" => &mut thresholds.nodefs_available,
+                "pid.available" => &mut thresholds.pid_available,
+                other => return Err(format!("unsupported eviction signal {other:?}")),
+            };
+            *slot = Some(threshold);
+        }
+        Ok(thresholds)
+    }
+}
 
 /// The agent's version as Kubernetes reports it in `nodeInfo.kubeletVersion`.
 pub const KUBELET_VERSION: &str = "v1.33.0-capstan";
@@ -180,10 +240,17 @@ struct Condition {
 }
 
 /// The node's conditions from what the machine has left now.
-fn conditions(storage_dir: &Path) -> Vec<Condition> {
-    let memory_short = meminfo("MemAvailable") < MEMORY_PRESSURE_BYTES;
+fn conditions(storage_dir: &Path, thresholds: &PressureThresholds) -> Vec<Condition> {
+    let crossed = |threshold: Option<Threshold>, available, total| {
+        threshold.is_some_and(|t| t.crossed(available, total))
+    };
+    let memory_short = crossed(
+        thresholds.memory_available,
+        meminfo("MemAvailable"),
+        meminfo("MemTotal"),
+    );
     let (total, available) = disk(storage_dir);
-    let disk_short = total > 0 && available * 100 / total < DISK_PRESSURE_PERCENT;
+    let disk_short = crossed(thresholds.nodefs_available, available, total);
     let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -198,8 +265,11 @@ fn conditions(storage_dir: &Path) -> Vec<Condition> {
             })
             .count() as u64
     });
-    let pids_short =
-        pid_max > 0 && (pid_max - processes.min(pid_max)) * 100 / pid_max < PID_PRESSURE_PERCENT;
+    let pids_short = crossed(
+        thresholds.pid_available,
+        pid_max - processes.min(pid_max),
+        pid_max,
+    );
     let pressure =
         |kind, short: bool, yes: (&'static str, &'static str), no: (&'static str, &'static str)| {
             let (reason, message) = if short { yes } else { no };
@@ -258,18 +328,26 @@ pub struct Heartbeat {
     spec: NodeSpec,
     machine: Machine,
     storage_dir: std::path::PathBuf,
+    thresholds: PressureThresholds,
     /// Conditions last written, with the time each last changed.
     written: Vec<(Condition, Time)>,
     node_uid: Option<String>,
 }
 
 impl Heartbeat {
-    pub fn new(client: Client, spec: NodeSpec, machine: Machine, storage_dir: &Path) -> Self {
+    pub fn new(
+        client: Client,
+        spec: NodeSpec,
+        machine: Machine,
+        storage_dir: &Path,
+        thresholds: PressureThresholds,
+    ) -> Self {
         Heartbeat {
             client,
             spec,
             machine,
             storage_dir: storage_dir.to_owned(),
+            thresholds,
             written: Vec::new(),
             node_uid: None,
         }
@@ -304,7 +382,7 @@ impl Heartbeat {
     /// Writes the node status (capacity, addresses, conditions with kubelet's heartbeat times).
     pub async fn update_status(&mut self) -> Result<(), NodeError> {
         let now = Time(jiff::Timestamp::now());
-        let current = conditions(&self.storage_dir);
+        let current = conditions(&self.storage_dir, &self.thresholds);
         let mut list = Vec::new();
         let mut next = Vec::new();
         for condition in current {
@@ -457,12 +535,52 @@ mod tests {
 
     #[test]
     fn this_machine_reports_sane_conditions() {
-        let conditions = conditions(Path::new("/"));
+        let defaults = DEFAULT_EVICTION_HARD.parse().unwrap();
+        let conditions = conditions(Path::new("/"), &defaults);
         let kinds: Vec<_> = conditions.iter().map(|c| c.kind).collect();
         assert_eq!(
             kinds,
             ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
         );
         assert!(Machine::read(Path::new("/")).memory_bytes > 0);
+    }
+
+    #[test]
+    fn eviction_thresholds_parse_as_kubelet_writes_them() {
+        let parsed: PressureThresholds = DEFAULT_EVICTION_HARD.parse().unwrap();
+        assert_eq!(
+            parsed,
+            PressureThresholds {
+                memory_available: Some(Threshold::Amount(100 << 20)),
+                nodefs_available: Some(Threshold::Percent(10.0)),
+                pid_available: Some(Threshold::Percent(5.0)),
+            }
+        );
+        let only_disk: PressureThresholds = "nodefs.available<1Gi".parse().unwrap();
+        assert_eq!(only_disk.nodefs_available, Some(Threshold::Amount(1 << 30)));
+        assert_eq!(only_disk.memory_available, None);
+        assert_eq!(
+            "".parse::<PressureThresholds>(),
+            Ok(PressureThresholds::default())
+        );
+        for bad in [
+            "memory.available",
+            "memory.available<lots",
+            "nodefs.available<120%",
+            "imagefs.available<10%",
+            "memory.available<-1Mi",
+        ] {
+            assert!(bad.parse::<PressureThresholds>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_threshold_is_crossed_below_its_amount_or_share() {
+        assert!(Threshold::Amount(100).crossed(99, 1000));
+        assert!(!Threshold::Amount(100).crossed(100, 1000));
+        assert!(Threshold::Percent(10.0).crossed(99, 1000));
+        assert!(!Threshold::Percent(10.0).crossed(100, 1000));
+        // An unknown total (statvfs failed) never reports pressure by share.
+        assert!(!Threshold::Percent(10.0).crossed(0, 0));
     }
 }

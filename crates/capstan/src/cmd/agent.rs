@@ -26,6 +26,14 @@ pub struct NodeArgs {
     /// Labels for the Node, as `key=value` (repeatable).
     #[arg(long = "node-label", value_parser = parse_label)]
     pub node_labels: Vec<(String, String)>,
+    /// When the node reports MemoryPressure, DiskPressure and PIDPressure, in kubelet's
+    /// syntax; a signal left out never reports pressure. The last one given wins.
+    #[arg(
+        long,
+        default_value = capstan_agent::node::DEFAULT_EVICTION_HARD,
+        overrides_with = "eviction_hard"
+    )]
+    pub eviction_hard: capstan_agent::node::PressureThresholds,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -166,6 +174,7 @@ pub async fn start(
         key_pem: credentials.serving_key.clone(),
         shim,
         labels: node.node_labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        pressure: node.eviction_hard.clone(),
     })
     .await
     .with_context(|| format!("starting the agent in {}", root_dir.display()))?;
