@@ -13,6 +13,7 @@ pub mod error;
 pub mod handler;
 pub mod join;
 pub mod kubeconfig;
+pub mod local;
 mod namespace_lifecycle;
 pub mod node_proxy;
 mod openapi;
@@ -78,10 +79,21 @@ pub struct RunningServer {
     pub pki_dir: PathBuf,
     pub kubeconfig_path: PathBuf,
     pub registry: Registry,
+    handler: Arc<Handler>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
+    /// An in-process client acting as `user` (e.g. `system:kube-scheduler`), for the
+    /// components that run inside the server.
+    pub fn local_client(&self, user: &str) -> kube::Client {
+        let user = authn::UserInfo {
+            name: user.to_string(),
+            groups: vec!["system:authenticated".into()],
+        };
+        local::client(self.handler.clone(), user)
+    }
+
     /// Waits until the server stops (it only stops when its tasks fail).
     pub async fn wait(self) {
         for task in self.tasks {
@@ -197,7 +209,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         pki_dir: config.data_dir.join("tls"),
         server_address: client_address(&bound),
     });
-    let mut tasks = vec![tokio::spawn(server::serve(listener, tls, handler, tokens))];
+    let mut tasks = vec![tokio::spawn(server::serve(
+        listener,
+        tls,
+        handler.clone(),
+        tokens,
+    ))];
     tasks.push(tokio::spawn(namespace_lifecycle::run(registry.clone())));
     tasks.push(tokio::spawn(compactor(store, config.compaction_interval)));
     Ok(RunningServer {
@@ -206,6 +223,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         pki_dir: config.data_dir.join("tls"),
         kubeconfig_path,
         registry,
+        handler,
         tasks,
     })
 }

@@ -270,7 +270,7 @@ async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
 }
 
 /// Runs a handler so that a panic in it answers 500 and leaves the server serving everyone else.
-async fn isolate_panics(
+pub(crate) async fn isolate_panics(
     handling: impl std::future::Future<Output = Response<Body>>,
 ) -> Response<Body> {
     match std::panic::AssertUnwindSafe(handling).catch_unwind().await {
