@@ -24,7 +24,8 @@ use crate::error::{ApiError, success_status};
 use crate::openapi;
 use crate::patch::{self, PatchType};
 use crate::registry::{
-    DeleteOptions, FieldValidation, ListOptions, ListPage, Page, Registry, WriteOptions, Written,
+    DeleteOptions, FieldValidation, ListOptions, ListPage, Page, Propagation, Registry,
+    WriteOptions, Written,
 };
 use crate::request::{Endpoint, Query, ResourceRequest, Verb, route};
 use crate::watch::{DEFAULT_TIMEOUT, ResourceWatch, WatchEvent, WatchOptions};
@@ -857,8 +858,36 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
+        match body["orphanDependents"].as_bool() {
+            Some(true) => options.propagation = Propagation::Orphan,
+            Some(false) => options.propagation = Propagation::Background,
+            None => {}
+        }
+        if let Some(policy) = body.get("propagationPolicy").filter(|p| !p.is_null()) {
+            options.propagation = propagation(policy)?;
+        }
+    }
+    if let Some(policy) = request.query.get("propagationPolicy") {
+        options.propagation = propagation(&json!(policy))?;
     }
     Ok(options)
+}
+
+/// A `propagationPolicy` value, refused in Kubernetes' words when unknown.
+fn propagation(policy: &Value) -> Result<Propagation, ApiError> {
+    policy
+        .as_str()
+        .and_then(Propagation::parse)
+        .ok_or_else(|| ApiError::Invalid {
+            group: "meta.k8s.io".into(),
+            kind: "DeleteOptions".into(),
+            name: String::new(),
+            errors: vec![capstan_api::FieldError::not_supported(
+                "propagationPolicy",
+                policy.clone(),
+                Propagation::SUPPORTED,
+            )],
+        })
 }
 
 /// The container a `pods/<name>/log` request is about, checked as Kubernetes checks it.

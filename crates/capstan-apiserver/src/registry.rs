@@ -85,6 +85,42 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// `propagationPolicy` (or the older `orphanDependents`): what happens to dependents.
+    pub propagation: Propagation,
+}
+
+/// Whether and how the garbage collector deletes an object's dependents (`propagationPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The object goes at once; the collector deletes its dependents afterwards.
+    #[default]
+    Background,
+    /// The object stays (finalizer `foregroundDeletion`) until its blocking dependents are gone.
+    Foreground,
+    /// The object stays (finalizer `orphan`) until its dependents no longer point at it.
+    Orphan,
+}
+
+impl Propagation {
+    pub const SUPPORTED: &[&str] = &["Foreground", "Background", "Orphan"];
+
+    pub fn parse(text: &str) -> Option<Propagation> {
+        match text {
+            "Foreground" => Some(Propagation::Foreground),
+            "Background" => Some(Propagation::Background),
+            "Orphan" => Some(Propagation::Orphan),
+            _ => None,
+        }
+    }
+
+    /// The finalizer that holds the object for the garbage collector, if any.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Background => None,
+            Propagation::Foreground => Some("foregroundDeletion"),
+            Propagation::Orphan => Some("orphan"),
+        }
+    }
 }
 
 /// What a list asks for.
@@ -770,6 +806,20 @@ impl Registry {
                     ));
                 }
             }
+            // Foreground and orphan deletion hand the object to the garbage collector through
+            // a finalizer, added once, when the deletion starts (as kube-apiserver does).
+            let mut current = current;
+            if let Some(finalizer) = options.propagation.finalizer()
+                && !object::is_terminating(&current)
+                && !object::finalizers(&current).contains(&finalizer)
+            {
+                let finalizers = object::metadata_mut(&mut current)
+                    .entry("finalizers")
+                    .or_insert_with(|| json!([]));
+                if let Some(list) = finalizers.as_array_mut() {
+                    list.push(json!(finalizer));
+                }
+            }
             // A pod running on a node is only marked: its agent stops the containers within
             // the grace period and then deletes it for good (with a grace period of 0).
             if let Some(grace) = graceful_deletion_period(resource, &current, options) {
@@ -1439,6 +1489,43 @@ mod tests {
             r.get(cm, Some("default"), "c"),
             Err(ApiError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn foreground_and_orphan_deletion_hold_the_object_with_the_collectors_finalizer() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let cm = res("", "configmaps");
+        for (name, propagation, finalizer) in [
+            ("fg", Propagation::Foreground, Some("foregroundDeletion")),
+            ("orphan", Propagation::Orphan, Some("orphan")),
+            ("bg", Propagation::Background, None),
+        ] {
+            r.create(
+                cm,
+                Some("default"),
+                configmap(name, json!({})),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+            let options = DeleteOptions {
+                propagation,
+                ..Default::default()
+            };
+            let (marked, gone) = r.delete(cm, Some("default"), name, &options).await.unwrap();
+            match finalizer {
+                Some(finalizer) => {
+                    assert!(!gone, "{name}");
+                    assert!(object::is_terminating(&marked), "{name}");
+                    assert_eq!(object::finalizers(&marked), [finalizer], "{name}");
+                    // Deleting again does not add it twice.
+                    let (again, _) = r.delete(cm, Some("default"), name, &options).await.unwrap();
+                    assert_eq!(object::finalizers(&again), [finalizer], "{name}");
+                }
+                None => assert!(gone, "{name}"),
+            }
+        }
     }
 
     #[tokio::test]
