@@ -2,3 +2,4 @@
 //! and reconciles one key at a time from a cache — deciding purely, acting through the API.
 
 pub mod node_lifecycle;
+pub mod gc;
