@@ -1,5 +1,156 @@
 //! capstan's controllers, in kube-runtime's shape: each watches its objects, queues their keys,
 //! and reconciles one key at a time from a cache — deciding purely, acting through the API.
+//!
+//! - [`runtime`]: the shape every controller shares (stores, work queue, retry backoff, workers).
+//! - [`actions`]: the effects trait, its kube implementation and the recording fake for tests.
+//! - [`ownership`], [`pods`], [`expectations`]: controller references and claiming, what a pod's
+//!   state means to its controller, and what has been asked but not yet seen.
+//! - [`replicaset`], [`deployment`]: the workload controllers.
+//!
+//! [`run`] starts every controller of the crate against a client.
 
-pub mod node_lifecycle;
-pub mod gc;
+pub mod actions;
+pub mod deployment;
+pub mod expectations;
+pub mod ownership;
+pub mod pods;
+pub mod replicaset;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::watcher;
+
+use crate::actions::KubeActions;
+use crate::expectations::Expectations;
+use crate::runtime::{WorkQueue, run_workers, watch_into_store};
+
+/// How the controllers run. The defaults are Kubernetes' kube-controller-manager defaults.
+#[derive(Debug, Clone)]
+pub struct ControllersConfig {
+    /// Keys reconciled at once by the ReplicaSet controller (`--concurrent-replicaset-syncs`).
+    pub replica_set_workers: usize,
+    /// Keys reconciled at once by the Deployment controller (`--concurrent-deployment-syncs`).
+    pub deployment_workers: usize,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        ControllersConfig {
+            replica_set_workers: 5,
+            deployment_workers: 5,
+        }
+    }
+}
+
+/// Why the controllers stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A watch ended before its first list: the API is unreachable or refused the watch.
+    /// Restarting the controllers may help.
+    #[error("the {0} cache never became ready")]
+    CacheNotReady(&'static str),
+}
+
+/// Starts every controller of this crate and runs them until the future is dropped (or a cache
+/// cannot be filled). Each controller waits for its caches' first list before reconciling, so it
+/// never decides from a partial view.
+pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), RunError> {
+    let actions = KubeActions::new(client.clone());
+    let all = watcher::Config::default();
+
+    // ReplicaSet controller: ReplicaSets and their pods.
+    let rs_queue = WorkQueue::new();
+    let rs_expectations = Arc::new(Expectations::new());
+    let (rs_store, rs_watch) = {
+        let queue = rs_queue.clone();
+        watch_into_store(
+            Api::<ReplicaSet>::all(client.clone()),
+            all.clone(),
+            move |change| replicaset::replica_set_changed(change, &queue),
+        )
+    };
+    let (rs_pod_store, rs_pod_watch) = {
+        let queue = rs_queue.clone();
+        let replica_sets = rs_store.clone();
+        let expectations = rs_expectations.clone();
+        watch_into_store(
+            Api::<Pod>::all(client.clone()),
+            all.clone(),
+            move |change| replicaset::pod_changed(change, &replica_sets, &expectations, &queue),
+        )
+    };
+
+    // Deployment controller: Deployments, their ReplicaSets, and pods (for Recreate, which waits
+    // for old pods to be gone).
+    let d_queue = WorkQueue::new();
+    let (d_store, d_watch) = {
+        let queue = d_queue.clone();
+        watch_into_store(
+            Api::<Deployment>::all(client.clone()),
+            all.clone(),
+            move |change| deployment::deployment_changed(change, &queue),
+        )
+    };
+    let (d_rs_store, d_rs_watch) = {
+        let queue = d_queue.clone();
+        let deployments = d_store.clone();
+        watch_into_store(
+            Api::<ReplicaSet>::all(client.clone()),
+            all.clone(),
+            move |change| deployment::replica_set_changed(change, &deployments, &queue),
+        )
+    };
+    let (d_pod_store, d_pod_watch) = {
+        let queue = d_queue.clone();
+        let deployments = d_store.clone();
+        let replica_sets = d_rs_store.clone();
+        watch_into_store(Api::<Pod>::all(client.clone()), all, move |change| {
+            deployment::pod_changed(change, &replica_sets, &deployments, &queue)
+        })
+    };
+    let watches = [rs_watch, rs_pod_watch, d_watch, d_rs_watch, d_pod_watch];
+    let _abort_watches = AbortOnDrop(watches.iter().map(|w| w.abort_handle()).collect());
+
+    for (name, ready) in [
+        ("ReplicaSet", rs_store.wait_until_ready().await),
+        ("Pod", rs_pod_store.wait_until_ready().await),
+        ("Deployment", d_store.wait_until_ready().await),
+        ("ReplicaSet", d_rs_store.wait_until_ready().await),
+        ("Pod", d_pod_store.wait_until_ready().await),
+    ] {
+        ready.map_err(|_| RunError::CacheNotReady(name))?;
+    }
+
+    let replica_sets = Arc::new(replicaset::ReplicaSetController {
+        replica_sets: rs_store,
+        pods: rs_pod_store,
+        actions: actions.clone(),
+        expectations: rs_expectations,
+    });
+    let deployments = Arc::new(deployment::DeploymentController {
+        deployments: d_store,
+        replica_sets: d_rs_store,
+        pods: d_pod_store,
+        actions,
+    });
+    tokio::join!(
+        run_workers(replica_sets, rs_queue, config.replica_set_workers),
+        run_workers(deployments, d_queue, config.deployment_workers),
+    );
+    Ok(())
+}
+
+/// Stops the watch tasks when `run` is dropped, so stopping the controllers stops their watches.
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
+    }
+}

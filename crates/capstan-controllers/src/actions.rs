@@ -1,0 +1,659 @@
+//! The effects controllers have on the cluster, behind one trait: [`Actions`]. Controllers decide
+//! from cached snapshots and act only through it, so that tests run the same decisions against
+//! [`RecordingActions`] and assert the exact list of actions, while the binary runs them against
+//! the API with [`KubeActions`].
+//!
+//! Writes that depend on what the controller read carry the `resourceVersion` it read (updates)
+//! or the `uid` (deletes, ownership patches), so a decision taken from a stale cache fails with a
+//! conflict and is retried from fresher state rather than applied blindly.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Api, Resource};
+use serde_json::json;
+
+/// Why an action failed. Variants follow the API's status reasons that change what a controller
+/// does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// The object is gone (404). Usually fine: someone else already did what we wanted.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The name is taken (409 AlreadyExists). The cache was slow, or a name collided.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The object changed since it was read (409 Conflict, or a failed uid precondition).
+    /// Retrying from fresher state helps.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Anything else: refused (invalid, forbidden, quota) or the API was unreachable. A retry
+    /// helps only if the cause goes away.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<kube::Error> for ActionError {
+    fn from(error: kube::Error) -> Self {
+        match &error {
+            kube::Error::Api(status) => match (status.code, status.reason.as_str()) {
+                (404, _) => ActionError::NotFound(status.message.clone()),
+                (409, "AlreadyExists") => ActionError::AlreadyExists(status.message.clone()),
+                (409, _) => ActionError::Conflict(status.message.clone()),
+                _ => ActionError::Failed(status.message.clone()),
+            },
+            _ => ActionError::Failed(error.to_string()),
+        }
+    }
+}
+
+/// An event about an object, in `kubectl describe`'s words: `Normal ScalingReplicaSet Scaled up
+/// replica set web-5d8f from 0 to 3`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub involved: ObjectReference,
+    /// `Normal` or `Warning`.
+    pub type_: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+    /// The writing controller (`deployment-controller`), the event's `source.component`.
+    pub component: &'static str,
+}
+
+impl EventRecord {
+    pub fn normal<K: Resource<DynamicType = ()>>(
+        component: &'static str,
+        object: &K,
+        reason: &'static str,
+        message: String,
+    ) -> Self {
+        EventRecord {
+            involved: object_reference(object),
+            type_: "Normal",
+            reason,
+            message,
+            component,
+        }
+    }
+
+    pub fn warning<K: Resource<DynamicType = ()>>(
+        component: &'static str,
+        object: &K,
+        reason: &'static str,
+        message: String,
+    ) -> Self {
+        EventRecord {
+            type_: "Warning",
+            ..EventRecord::normal(component, object, reason, message)
+        }
+    }
+}
+
+/// The `involvedObject` reference of an object.
+pub fn object_reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
+    let meta = object.meta();
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        field_path: None,
+    }
+}
+
+/// Every effect the workload controllers have. Methods are cancel-safe in the sense that a
+/// cancelled call either happened or did not; none is retried internally.
+pub trait Actions: Send + Sync + 'static {
+    /// Creates a pod (named by `generateName`); returns it as stored, with its uid.
+    fn create_pod(
+        &self,
+        namespace: &str,
+        pod: &Pod,
+    ) -> impl Future<Output = Result<Pod, ActionError>> + Send;
+
+    /// Deletes the pod `name` if it still has `uid`. Not idempotent in outcome (a second call
+    /// answers NotFound), which callers treat as success.
+    fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Replaces the `ownerReferences` of the pod `name` if it still has `uid` and
+    /// `resourceVersion` (adoption and release).
+    fn patch_pod_owner_references(
+        &self,
+        pod: &Pod,
+        owner_references: &[OwnerReference],
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Creates a ReplicaSet with a fixed name; AlreadyExists when the name is taken.
+    fn create_replica_set(
+        &self,
+        namespace: &str,
+        replica_set: &ReplicaSet,
+    ) -> impl Future<Output = Result<ReplicaSet, ActionError>> + Send;
+
+    /// Writes `spec.replicas`, `spec.minReadySeconds` and `metadata.annotations` of a
+    /// ReplicaSet, guarded by its `resourceVersion`; returns it as stored.
+    fn update_replica_set(
+        &self,
+        replica_set: &ReplicaSet,
+    ) -> impl Future<Output = Result<ReplicaSet, ActionError>> + Send;
+
+    /// Writes the status of a ReplicaSet (the status subresource), guarded by its
+    /// `resourceVersion`.
+    fn update_replica_set_status(
+        &self,
+        replica_set: &ReplicaSet,
+    ) -> impl Future<Output = Result<ReplicaSet, ActionError>> + Send;
+
+    /// Deletes a ReplicaSet if it still has `uid`.
+    fn delete_replica_set(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Replaces the `ownerReferences` of a ReplicaSet (adoption and release by a Deployment).
+    fn patch_replica_set_owner_references(
+        &self,
+        replica_set: &ReplicaSet,
+        owner_references: &[OwnerReference],
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Writes the metadata annotations and spec of a Deployment (revision annotation,
+    /// rollback), guarded by its `resourceVersion`; returns it as stored.
+    fn update_deployment(
+        &self,
+        deployment: &Deployment,
+    ) -> impl Future<Output = Result<Deployment, ActionError>> + Send;
+
+    /// Writes the status of a Deployment, guarded by its `resourceVersion`.
+    fn update_deployment_status(
+        &self,
+        deployment: &Deployment,
+    ) -> impl Future<Output = Result<Deployment, ActionError>> + Send;
+
+    /// Records an event. Best effort and never blocks the reconcile: a lost event changes no
+    /// decision.
+    fn record_event(&self, event: EventRecord);
+}
+
+/// [`Actions`] against the API server through a kube client.
+#[derive(Clone)]
+pub struct KubeActions {
+    client: kube::Client,
+}
+
+impl KubeActions {
+    pub fn new(client: kube::Client) -> Self {
+        KubeActions { client }
+    }
+
+    fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>>(
+        &self,
+        namespace: &str,
+    ) -> Api<K> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+fn namespace_of<K: Resource>(object: &K) -> &str {
+    object.meta().namespace.as_deref().unwrap_or_default()
+}
+
+fn name_of<K: Resource>(object: &K) -> &str {
+    object.meta().name.as_deref().unwrap_or_default()
+}
+
+fn delete_with_uid(uid: &str) -> DeleteParams {
+    DeleteParams::default().preconditions(Preconditions {
+        uid: Some(uid.to_string()),
+        resource_version: None,
+    })
+}
+
+/// A merge patch that replaces `ownerReferences` and fails unless the object still has the uid
+/// and resourceVersion the decision was made from.
+fn owner_references_patch(
+    meta: &ObjectMeta,
+    owner_references: &[OwnerReference],
+) -> serde_json::Value {
+    json!({
+        "metadata": {
+            "uid": meta.uid,
+            "resourceVersion": meta.resource_version,
+            "ownerReferences": owner_references,
+        }
+    })
+}
+
+impl Actions for KubeActions {
+    async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<Pod, ActionError> {
+        Ok(self
+            .api::<Pod>(namespace)
+            .create(&PostParams::default(), pod)
+            .await?)
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ActionError> {
+        self.api::<Pod>(namespace)
+            .delete(name, &delete_with_uid(uid))
+            .await?;
+        Ok(())
+    }
+
+    async fn patch_pod_owner_references(
+        &self,
+        pod: &Pod,
+        owner_references: &[OwnerReference],
+    ) -> Result<(), ActionError> {
+        let patch = owner_references_patch(&pod.metadata, owner_references);
+        self.api::<Pod>(namespace_of(pod))
+            .patch(name_of(pod), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn create_replica_set(
+        &self,
+        namespace: &str,
+        replica_set: &ReplicaSet,
+    ) -> Result<ReplicaSet, ActionError> {
+        Ok(self
+            .api::<ReplicaSet>(namespace)
+            .create(&PostParams::default(), replica_set)
+            .await?)
+    }
+
+    async fn update_replica_set(
+        &self,
+        replica_set: &ReplicaSet,
+    ) -> Result<ReplicaSet, ActionError> {
+        let api = self.api::<ReplicaSet>(namespace_of(replica_set));
+        Ok(api
+            .replace(name_of(replica_set), &PostParams::default(), replica_set)
+            .await?)
+    }
+
+    async fn update_replica_set_status(
+        &self,
+        replica_set: &ReplicaSet,
+    ) -> Result<ReplicaSet, ActionError> {
+        let api = self.api::<ReplicaSet>(namespace_of(replica_set));
+        Ok(api
+            .replace_status(name_of(replica_set), &PostParams::default(), replica_set)
+            .await?)
+    }
+
+    async fn delete_replica_set(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), ActionError> {
+        self.api::<ReplicaSet>(namespace)
+            .delete(name, &delete_with_uid(uid))
+            .await?;
+        Ok(())
+    }
+
+    async fn patch_replica_set_owner_references(
+        &self,
+        replica_set: &ReplicaSet,
+        owner_references: &[OwnerReference],
+    ) -> Result<(), ActionError> {
+        let patch = owner_references_patch(&replica_set.metadata, owner_references);
+        self.api::<ReplicaSet>(namespace_of(replica_set))
+            .patch(
+                name_of(replica_set),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn update_deployment(&self, deployment: &Deployment) -> Result<Deployment, ActionError> {
+        let api = self.api::<Deployment>(namespace_of(deployment));
+        Ok(api
+            .replace(name_of(deployment), &PostParams::default(), deployment)
+            .await?)
+    }
+
+    async fn update_deployment_status(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Deployment, ActionError> {
+        let api = self.api::<Deployment>(namespace_of(deployment));
+        Ok(api
+            .replace_status(name_of(deployment), &PostParams::default(), deployment)
+            .await?)
+    }
+
+    fn record_event(&self, record: EventRecord) {
+        let namespace = record
+            .involved
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let now = jiff::Timestamp::now();
+        let event = Event {
+            metadata: ObjectMeta {
+                // client-go's recorder names events `<object>.<unix nanoseconds in hex>`.
+                name: Some(format!(
+                    "{}.{:x}",
+                    record.involved.name.as_deref().unwrap_or("unknown"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace),
+                ..ObjectMeta::default()
+            },
+            involved_object: record.involved,
+            reason: Some(record.reason.into()),
+            message: Some(record.message),
+            type_: Some(record.type_.into()),
+            count: Some(1),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            source: Some(EventSource {
+                component: Some(record.component.into()),
+                host: None,
+            }),
+            reporting_component: Some(record.component.into()),
+            ..Event::default()
+        };
+        // Events are written in the background so a slow event write never delays a rollout.
+        tokio::spawn(async move {
+            if let Err(error) = api.create(&PostParams::default(), &event).await {
+                tracing::debug!("could not record event: {error}");
+            }
+        });
+    }
+}
+
+/// One action as [`RecordingActions`] saw it, with the full object written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    CreatePod(Pod),
+    DeletePod {
+        namespace: String,
+        name: String,
+    },
+    PatchPodOwnerReferences {
+        name: String,
+        owner_references: Vec<OwnerReference>,
+    },
+    CreateReplicaSet(ReplicaSet),
+    UpdateReplicaSet(ReplicaSet),
+    UpdateReplicaSetStatus(ReplicaSet),
+    DeleteReplicaSet {
+        namespace: String,
+        name: String,
+    },
+    PatchReplicaSetOwnerReferences {
+        name: String,
+        owner_references: Vec<OwnerReference>,
+    },
+    UpdateDeployment(Deployment),
+    UpdateDeploymentStatus(Deployment),
+}
+
+impl Recorded {
+    /// A one-line summary for tests to compare against (`create pod web-`, `scale replicaset
+    /// web-abc to 3`), omitting what a test rarely cares about.
+    pub fn summary(&self) -> String {
+        fn owners(refs: &[OwnerReference]) -> String {
+            refs.iter()
+                .map(|r| format!("{}/{}", r.kind, r.name))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        match self {
+            Recorded::CreatePod(pod) => {
+                format!(
+                    "create pod {}",
+                    pod.metadata.generate_name.as_deref().unwrap_or_default()
+                )
+            }
+            Recorded::DeletePod { name, .. } => format!("delete pod {name}"),
+            Recorded::PatchPodOwnerReferences {
+                name,
+                owner_references,
+            } => {
+                format!("set owners of pod {name} to [{}]", owners(owner_references))
+            }
+            Recorded::CreateReplicaSet(rs) => format!(
+                "create replicaset {} with {} replicas",
+                name_of(rs),
+                rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+            ),
+            Recorded::UpdateReplicaSet(rs) => format!(
+                "update replicaset {} to {} replicas",
+                name_of(rs),
+                rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+            ),
+            Recorded::UpdateReplicaSetStatus(rs) => {
+                let status = rs.status.clone().unwrap_or_default();
+                format!(
+                    "update replicaset {} status: replicas={} fullyLabeled={} ready={} available={} observedGeneration={}",
+                    name_of(rs),
+                    status.replicas,
+                    status.fully_labeled_replicas.unwrap_or(0),
+                    status.ready_replicas.unwrap_or(0),
+                    status.available_replicas.unwrap_or(0),
+                    status.observed_generation.unwrap_or(0)
+                )
+            }
+            Recorded::DeleteReplicaSet { name, .. } => format!("delete replicaset {name}"),
+            Recorded::PatchReplicaSetOwnerReferences {
+                name,
+                owner_references,
+            } => {
+                format!(
+                    "set owners of replicaset {name} to [{}]",
+                    owners(owner_references)
+                )
+            }
+            Recorded::UpdateDeployment(d) => format!("update deployment {}", name_of(d)),
+            Recorded::UpdateDeploymentStatus(d) => {
+                let status = d.status.clone().unwrap_or_default();
+                format!(
+                    "update deployment {} status: replicas={} updated={} ready={} available={} unavailable={} observedGeneration={}",
+                    name_of(d),
+                    status.replicas.unwrap_or(0),
+                    status.updated_replicas.unwrap_or(0),
+                    status.ready_replicas.unwrap_or(0),
+                    status.available_replicas.unwrap_or(0),
+                    status.unavailable_replicas.unwrap_or(0),
+                    status.observed_generation.unwrap_or(0)
+                )
+            }
+        }
+    }
+}
+
+/// A recording fake of [`Actions`] for tests: every call is recorded in order and succeeds
+/// unless a failure was planted with [`RecordingActions::fail`]. Created pods get names
+/// `<generateName><n>` and uids `uid-<generateName><n>`.
+#[derive(Default)]
+pub struct RecordingActions {
+    recorded: Mutex<Vec<Recorded>>,
+    events: Mutex<Vec<EventRecord>>,
+    /// Planted failures: (summary prefix, matching actions still to let through, error).
+    failures: Mutex<Vec<(String, usize, ActionError)>>,
+    created: Mutex<u32>,
+}
+
+impl RecordingActions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next action whose summary starts with `prefix` fail with `error`. Plant it
+    /// several times to fail several actions.
+    pub fn fail(&self, prefix: &str, error: ActionError) {
+        self.fail_nth(prefix, 1, error);
+    }
+
+    /// Makes the `n`th (from 1) next action whose summary starts with `prefix` fail with `error`.
+    pub fn fail_nth(&self, prefix: &str, n: usize, error: ActionError) {
+        lock(&self.failures).push((prefix.to_string(), n.saturating_sub(1), error));
+    }
+
+    /// Every action so far, in order.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        lock(&self.recorded).clone()
+    }
+
+    /// The summaries of every action so far, in order.
+    pub fn summaries(&self) -> Vec<String> {
+        lock(&self.recorded).iter().map(Recorded::summary).collect()
+    }
+
+    /// Every event so far, as `<type> <reason> <message>`.
+    pub fn events(&self) -> Vec<String> {
+        lock(&self.events)
+            .iter()
+            .map(|e| format!("{} {} {}", e.type_, e.reason, e.message))
+            .collect()
+    }
+
+    fn record(&self, action: Recorded) -> Result<(), ActionError> {
+        let summary = action.summary();
+        lock(&self.recorded).push(action);
+        let mut failures = lock(&self.failures);
+        let Some(index) = failures
+            .iter()
+            .position(|(prefix, _, _)| summary.starts_with(prefix.as_str()))
+        else {
+            return Ok(());
+        };
+        if failures[index].1 > 0 {
+            failures[index].1 -= 1;
+            return Ok(());
+        }
+        Err(failures.remove(index).2)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Actions for RecordingActions {
+    async fn create_pod(&self, namespace: &str, pod: &Pod) -> Result<Pod, ActionError> {
+        self.record(Recorded::CreatePod(pod.clone()))?;
+        let n = {
+            let mut created = lock(&self.created);
+            *created += 1;
+            *created
+        };
+        let mut stored = pod.clone();
+        let name = format!(
+            "{}{n}",
+            pod.metadata.generate_name.as_deref().unwrap_or_default()
+        );
+        stored.metadata.uid = Some(format!("uid-{name}"));
+        stored.metadata.name = Some(name);
+        stored.metadata.namespace = Some(namespace.to_string());
+        Ok(stored)
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, _uid: &str) -> Result<(), ActionError> {
+        self.record(Recorded::DeletePod {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    async fn patch_pod_owner_references(
+        &self,
+        pod: &Pod,
+        owner_references: &[OwnerReference],
+    ) -> Result<(), ActionError> {
+        self.record(Recorded::PatchPodOwnerReferences {
+            name: name_of(pod).into(),
+            owner_references: owner_references.to_vec(),
+        })
+    }
+
+    async fn create_replica_set(
+        &self,
+        _namespace: &str,
+        replica_set: &ReplicaSet,
+    ) -> Result<ReplicaSet, ActionError> {
+        self.record(Recorded::CreateReplicaSet(replica_set.clone()))?;
+        let mut stored = replica_set.clone();
+        stored.metadata.uid = Some(format!("uid-{}", name_of(replica_set)));
+        Ok(stored)
+    }
+
+    async fn update_replica_set(
+        &self,
+        replica_set: &ReplicaSet,
+    ) -> Result<ReplicaSet, ActionError> {
+        self.record(Recorded::UpdateReplicaSet(replica_set.clone()))?;
+        Ok(replica_set.clone())
+    }
+
+    async fn update_replica_set_status(
+        &self,
+        replica_set: &ReplicaSet,
+    ) -> Result<ReplicaSet, ActionError> {
+        self.record(Recorded::UpdateReplicaSetStatus(replica_set.clone()))?;
+        Ok(replica_set.clone())
+    }
+
+    async fn delete_replica_set(
+        &self,
+        namespace: &str,
+        name: &str,
+        _uid: &str,
+    ) -> Result<(), ActionError> {
+        self.record(Recorded::DeleteReplicaSet {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    async fn patch_replica_set_owner_references(
+        &self,
+        replica_set: &ReplicaSet,
+        owner_references: &[OwnerReference],
+    ) -> Result<(), ActionError> {
+        self.record(Recorded::PatchReplicaSetOwnerReferences {
+            name: name_of(replica_set).into(),
+            owner_references: owner_references.to_vec(),
+        })
+    }
+
+    async fn update_deployment(&self, deployment: &Deployment) -> Result<Deployment, ActionError> {
+        self.record(Recorded::UpdateDeployment(deployment.clone()))?;
+        Ok(deployment.clone())
+    }
+
+    async fn update_deployment_status(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Deployment, ActionError> {
+        self.record(Recorded::UpdateDeploymentStatus(deployment.clone()))?;
+        Ok(deployment.clone())
+    }
+
+    fn record_event(&self, event: EventRecord) {
+        lock(&self.events).push(event);
+    }
+}

@@ -1,0 +1,193 @@
+//! Controller references: which object controls which (`ownerReferences` with `controller:
+//! true`), and the claim rules by which a controller adopts orphans that match its selector and
+//! releases objects that stopped matching — Kubernetes' `ControllerRefManager`.
+//!
+//! Claiming is decided purely here ([`plan_claim`]); the caller performs the adoptions and
+//! releases through its actions, because pods and ReplicaSets are patched differently.
+
+use std::collections::BTreeMap;
+
+use capstan_api::selector::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{self as metav1, ObjectMeta, OwnerReference};
+use kube::Resource;
+use serde_json::{Map, Value};
+
+/// The owner reference with `controller: true`, if any (Kubernetes' `GetControllerOf`).
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_deref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// The controller reference an owner puts on the objects it creates or adopts
+/// (`metav1.NewControllerRef`): `controller` and `blockOwnerDeletion` set, so that foreground
+/// deletion of the owner waits for them.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    let meta = owner.meta();
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The labels of an object in the form the selector matcher reads.
+pub fn labels_value(labels: Option<&BTreeMap<String, String>>) -> Option<Map<String, Value>> {
+    labels.map(|labels| {
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    })
+}
+
+/// The selector of a `metav1.LabelSelector` as Kubernetes' `LabelSelectorAsSelector` builds it.
+/// An invalid selector is an error the controller reports without retrying (validation should
+/// have refused it).
+pub fn selector_of(selector: Option<&metav1::LabelSelector>) -> Result<LabelSelector, String> {
+    let value = match selector {
+        None => Value::Null,
+        Some(selector) => serde_json::to_value(selector).map_err(|e| e.to_string())?,
+    };
+    LabelSelector::from_label_selector(&value).map_err(|e| e.to_string())
+}
+
+/// Do the object's labels satisfy the selector?
+pub fn selects(selector: &LabelSelector, meta: &ObjectMeta) -> bool {
+    selector.matches(labels_value(meta.labels.as_ref()).as_ref())
+}
+
+/// What a controller must do to own exactly the objects it should.
+#[derive(Debug)]
+pub struct ClaimPlan<'a, T> {
+    /// Already controlled by the owner and still selected.
+    pub owned: Vec<&'a T>,
+    /// Orphans the owner selects: adopt them (add the controller reference).
+    pub adopt: Vec<&'a T>,
+    /// Controlled by the owner but no longer selected: release them (drop the reference).
+    pub release: Vec<&'a T>,
+}
+
+/// Kubernetes' `ClaimObject` rules: an object controlled by someone else is never touched; one
+/// controlled by `owner_uid` is kept while selected and released otherwise (unless the owner is
+/// being deleted, when nothing changes hands); an orphan is adopted when selected, unless the
+/// owner or the orphan is being deleted.
+pub fn plan_claim<'a, T: Resource + 'a>(
+    owner_uid: &str,
+    owner_deleting: bool,
+    selector: &LabelSelector,
+    candidates: impl IntoIterator<Item = &'a T>,
+) -> ClaimPlan<'a, T> {
+    let mut plan = ClaimPlan {
+        owned: Vec::new(),
+        adopt: Vec::new(),
+        release: Vec::new(),
+    };
+    for candidate in candidates {
+        let meta = candidate.meta();
+        let matches = selects(selector, meta);
+        match controller_of(meta) {
+            Some(reference) if reference.uid != owner_uid => {}
+            Some(_) if matches => plan.owned.push(candidate),
+            Some(_) if owner_deleting => {}
+            Some(_) => plan.release.push(candidate),
+            None if owner_deleting || !matches || meta.deletion_timestamp.is_some() => {}
+            None => plan.adopt.push(candidate),
+        }
+    }
+    plan
+}
+
+/// The owner references of `meta` with the owner's controller reference added (adoption).
+pub fn with_controller_ref(meta: &ObjectMeta, reference: OwnerReference) -> Vec<OwnerReference> {
+    let mut references: Vec<OwnerReference> = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.uid != reference.uid)
+        .cloned()
+        .collect();
+    references.push(reference);
+    references
+}
+
+/// The owner references of `meta` without the owner's (release).
+pub fn without_owner(meta: &ObjectMeta, owner_uid: &str) -> Vec<OwnerReference> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.uid != owner_uid)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(name: &str, app: &str, controller: Option<&str>, deleting: bool) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some(name.into());
+        pod.metadata.labels = Some(BTreeMap::from([("app".into(), app.into())]));
+        pod.metadata.owner_references = controller.map(|uid| {
+            vec![OwnerReference {
+                uid: uid.into(),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }]
+        });
+        if deleting {
+            pod.metadata.deletion_timestamp = Some(metav1::Time(jiff::Timestamp::UNIX_EPOCH));
+        }
+        pod
+    }
+
+    fn names<T: Resource>(objects: &[&T]) -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| o.meta().name.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn claim_adopts_matching_orphans_and_releases_owned_objects_that_stopped_matching() {
+        let selector = LabelSelector::parse("app=web").unwrap();
+        let pods = [
+            pod("mine", "web", Some("rs"), false),
+            pod("relabelled", "db", Some("rs"), false),
+            pod("orphan", "web", None, false),
+            pod("orphan-other-app", "db", None, false),
+            pod("orphan-terminating", "web", None, true),
+            pod("someone-elses", "web", Some("other"), false),
+        ];
+        let plan = plan_claim("rs", false, &selector, &pods);
+        assert_eq!(names(&plan.owned), ["mine"]);
+        assert_eq!(names(&plan.adopt), ["orphan"]);
+        assert_eq!(names(&plan.release), ["relabelled"]);
+    }
+
+    #[test]
+    fn claim_by_a_deleting_owner_neither_adopts_nor_releases() {
+        let selector = LabelSelector::parse("app=web").unwrap();
+        let pods = [
+            pod("mine", "web", Some("rs"), false),
+            pod("relabelled", "db", Some("rs"), false),
+            pod("orphan", "web", None, false),
+        ];
+        let plan = plan_claim("rs", true, &selector, &pods);
+        assert_eq!(names(&plan.owned), ["mine"]);
+        assert!(plan.adopt.is_empty());
+        assert!(plan.release.is_empty());
+    }
+
+    #[test]
+    fn a_missing_selector_selects_nothing() {
+        let selector = selector_of(None).unwrap();
+        assert!(!selects(&selector, &pod("p", "web", None, false).metadata));
+    }
+}

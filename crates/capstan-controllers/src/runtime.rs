@@ -1,0 +1,454 @@
+//! The shape every controller in this crate shares: watch → cache → queue of keys → reconcile.
+//!
+//! - **Watch and cache**: [`watch_into_store`] runs a kube-runtime watcher whose events first
+//!   update a reflector [`Store`] and are then handed to the controller's event handler. The
+//!   store is therefore never older than the event that enqueued a key, so a reconcile that
+//!   reads the store sees at least what caused it.
+//! - **Handlers only enqueue**: a handler maps an object to the keys of the objects that must be
+//!   reconciled (the object itself, the controller named by its `ownerReferences`, or the owners
+//!   whose selector matches an orphan) and calls [`WorkQueue::add`]. It never calls the API.
+//! - **Queue**: [`WorkQueue`] has client-go's semantics: a key is queued at most once however
+//!   often it is added, and never handed to two workers at once (a key added while it is being
+//!   reconciled is queued again when that reconcile ends). Several workers drain it.
+//! - **Reconcile**: [`Reconciler::reconcile`] takes a key, reads the caches, decides, acts
+//!   through the API and returns an [`Action`]. It must be idempotent: it may run again for the
+//!   same state at any time (a slow watch, a restart, a requeue).
+//! - **Retry backoff**: when a reconcile fails the key is re-added after a per-key exponential
+//!   delay of 5 ms doubling up to 1000 s, as client-go's default controller rate limiter
+//!   (`ItemExponentialFailureRateLimiter(5ms, 1000s)`); a success forgets the failures. Conflicts
+//!   from a stale cache therefore retry within milliseconds, while a persistently failing object
+//!   costs almost nothing.
+//!
+//! Future controllers (garbage collector, namespace, node lifecycle, Job, CronJob, DaemonSet,
+//! StatefulSet) implement [`Reconciler`], build their stores with [`watch_into_store`], and start
+//! with [`run_workers`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::Resource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+/// The first retry delay of a failing key (client-go's `DefaultControllerRateLimiter` base).
+pub const RETRY_BASE_DELAY: Duration = Duration::from_millis(5);
+/// The longest retry delay of a failing key (client-go's `DefaultControllerRateLimiter` cap).
+pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(1000);
+
+/// The name of a namespaced object: what the queues hold. Objects are reconciled by key, not by
+/// value, so that a reconcile always reads the newest cached state, and a deleted object can
+/// still be reconciled (its key outlives it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of an object from its metadata; cluster-scoped objects have an empty namespace.
+    pub fn of<K: Resource>(object: &K) -> Self {
+        let meta = object.meta();
+        ObjectKey {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The reflector-store reference of this key, to read the cache.
+    pub fn object_ref<K: Resource<DynamicType = ()>>(&self) -> reflector::ObjectRef<K> {
+        reflector::ObjectRef::new(&self.name).within(&self.namespace)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    /// client-go's `namespace/name` key format.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// What a successful reconcile asks of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing more to do until a watched object changes.
+    AwaitChange,
+    /// Reconcile again after this delay even if nothing changes: a timer the decision depends
+    /// on (minReadySeconds, a progress deadline) expires then.
+    RequeueAfter(Duration),
+}
+
+impl Action {
+    /// The sooner of two requests: a reconcile that has several timers must wake for the first.
+    pub fn sooner(self, other: Action) -> Action {
+        match (self, other) {
+            (Action::AwaitChange, other) | (other, Action::AwaitChange) => other,
+            (Action::RequeueAfter(a), Action::RequeueAfter(b)) => Action::RequeueAfter(a.min(b)),
+        }
+    }
+}
+
+/// A controller's decision loop for one key. Implementations read their caches, decide from
+/// that snapshot, and act through an effects trait.
+pub trait Reconciler: Send + Sync + 'static {
+    /// The error of a failed reconcile; the key is retried with backoff.
+    type Error: std::error::Error + Send;
+
+    /// The controller's name in logs and events, as Kubernetes names it
+    /// (`replicaset-controller`).
+    fn name(&self) -> &'static str;
+
+    /// Brings the world closer to the desired state of `key`. Idempotent: running it twice on
+    /// the same cached state performs no extra effect. A key whose object is gone from the cache
+    /// succeeds after forgetting whatever the controller remembers about it.
+    fn reconcile(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+}
+
+struct QueueState<T> {
+    queue: VecDeque<T>,
+    /// Keys waiting to be processed (queued, or re-added while processing).
+    dirty: HashSet<T>,
+    /// Keys a worker is reconciling now.
+    processing: HashSet<T>,
+    /// Consecutive failures per key, for the retry backoff.
+    failures: HashMap<T, u32>,
+}
+
+/// A deduplicating work queue of keys with delayed and rate-limited adds (client-go's
+/// `workqueue.TypedRateLimitingInterface`). Cheap to clone; clones share the queue.
+pub struct WorkQueue<T> {
+    state: Arc<Mutex<QueueState<T>>>,
+    ready: Arc<Notify>,
+}
+
+impl<T> Clone for WorkQueue<T> {
+    fn clone(&self) -> Self {
+        WorkQueue {
+            state: self.state.clone(),
+            ready: self.ready.clone(),
+        }
+    }
+}
+
+impl<T: Clone + Eq + Hash + Send + 'static> Default for WorkQueue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Clone + Eq + Hash + Send + 'static> WorkQueue<T> {
+    pub fn new() -> Self {
+        WorkQueue {
+            state: Arc::new(Mutex::new(QueueState {
+                queue: VecDeque::new(),
+                dirty: HashSet::new(),
+                processing: HashSet::new(),
+                failures: HashMap::new(),
+            })),
+            ready: Arc::new(Notify::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
+        // A worker that panicked while holding the lock left consistent sets behind (every
+        // mutation is a single insert or remove), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `key` unless it is already waiting. A key being processed is queued again when
+    /// its worker calls [`WorkQueue::done`], so it is never reconciled twice at once.
+    pub fn add(&self, key: T) {
+        let mut state = self.lock();
+        if !state.dirty.insert(key.clone()) {
+            return;
+        }
+        if state.processing.contains(&key) {
+            return;
+        }
+        state.queue.push_back(key);
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// Queues `key` after `delay` (at once for a zero delay).
+    pub fn add_after(&self, key: T, delay: Duration) {
+        if delay.is_zero() {
+            self.add(key);
+            return;
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.add(key);
+        });
+    }
+
+    /// Queues `key` after its next backoff delay: 5 ms doubling per consecutive failure up to
+    /// 1000 s.
+    pub fn add_rate_limited(&self, key: T) {
+        let failures = {
+            let mut state = self.lock();
+            let failures = state.failures.entry(key.clone()).or_insert(0);
+            let current = *failures;
+            *failures = failures.saturating_add(1);
+            current
+        };
+        self.add_after(key, retry_delay(failures));
+    }
+
+    /// Forgets the failures of `key`: its next failure retries after the base delay again.
+    pub fn forget(&self, key: &T) {
+        self.lock().failures.remove(key);
+    }
+
+    /// How many consecutive failures `key` has had.
+    pub fn failures(&self, key: &T) -> u32 {
+        self.lock().failures.get(key).copied().unwrap_or(0)
+    }
+
+    /// Waits for the next key and marks it as processing. Cancel-safe: a cancelled wait takes
+    /// no key.
+    pub async fn next(&self) -> T {
+        loop {
+            let notified = self.ready.notified();
+            {
+                let mut state = self.lock();
+                if let Some(key) = state.queue.pop_front() {
+                    state.dirty.remove(&key);
+                    state.processing.insert(key.clone());
+                    let more = !state.queue.is_empty();
+                    drop(state);
+                    if more {
+                        // Another worker may be asleep while keys are waiting.
+                        self.ready.notify_one();
+                    }
+                    return key;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends the processing of `key`; a key re-added meanwhile is queued now.
+    pub fn done(&self, key: &T) {
+        let mut state = self.lock();
+        state.processing.remove(key);
+        if state.dirty.contains(key) {
+            state.queue.push_back(key.clone());
+            drop(state);
+            self.ready.notify_one();
+        }
+    }
+
+    /// How many keys are waiting (not counting those being processed).
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The backoff before retry number `failures + 1`: 5 ms · 2^failures, at most 1000 s.
+pub fn retry_delay(failures: u32) -> Duration {
+    let factor = 2u64.checked_pow(failures).unwrap_or(u64::MAX);
+    let millis = (RETRY_BASE_DELAY.as_millis() as u64).saturating_mul(factor);
+    Duration::from_millis(millis).min(RETRY_MAX_DELAY)
+}
+
+/// Runs `workers` loops that take keys from `queue` and reconcile them, applying the retry and
+/// requeue policy. Runs until dropped.
+pub async fn run_workers<R: Reconciler>(
+    reconciler: Arc<R>,
+    queue: WorkQueue<ObjectKey>,
+    workers: usize,
+) {
+    // A JoinSet aborts its workers when dropped, so dropping this future stops the controller.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let reconciler = reconciler.clone();
+        let queue = queue.clone();
+        tasks.spawn(async move {
+            loop {
+                let key = queue.next().await;
+                process(&*reconciler, &queue, key).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One reconcile of `key` with the queue bookkeeping around it.
+pub async fn process<R: Reconciler>(reconciler: &R, queue: &WorkQueue<ObjectKey>, key: ObjectKey) {
+    let result = reconciler.reconcile(&key).await;
+    match result {
+        Ok(action) => {
+            queue.forget(&key);
+            if let Action::RequeueAfter(delay) = action {
+                queue.add_after(key.clone(), delay);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(
+                controller = reconciler.name(),
+                %key,
+                failures = queue.failures(&key) + 1,
+                "reconcile failed, retrying with backoff: {error}"
+            );
+            queue.add_rate_limited(key.clone());
+        }
+    }
+    queue.done(&key);
+}
+
+/// A watched object as handlers see it: applied (added or modified) or deleted.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a, K> {
+    Applied(&'a K),
+    Deleted(&'a K),
+}
+
+impl<'a, K> Change<'a, K> {
+    pub fn object(&self) -> &'a K {
+        match self {
+            Change::Applied(object) | Change::Deleted(object) => object,
+        }
+    }
+}
+
+/// Starts watching `api` into a new reflector store and calls `handler` for every change after
+/// the store has applied it. Returns the store and the task driving the watch; the store is
+/// ready (see [`Store::wait_until_ready`]) once the first list has been applied. Watch errors
+/// are retried with kube-runtime's default watcher backoff.
+pub fn watch_into_store<K, H>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    handler: H,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    H: Fn(Change<'_, K>) + Send + 'static,
+{
+    let writer = reflector::store::Writer::<K>::default();
+    let store = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Apply(object)) | Ok(Event::InitApply(object)) => {
+                    handler(Change::Applied(&object))
+                }
+                Ok(Event::Delete(object)) => handler(Change::Deleted(&object)),
+                Ok(Event::Init) | Ok(Event::InitDone) => {}
+                Err(error) => tracing::warn!("watch failed, retrying: {error}"),
+            }
+        }
+    });
+    (store, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_from_five_milliseconds_to_a_thousand_seconds() {
+        let cases = [
+            (0, Duration::from_millis(5)),
+            (1, Duration::from_millis(10)),
+            (2, Duration::from_millis(20)),
+            (10, Duration::from_millis(5120)),
+            (17, Duration::from_millis(655_360)),
+            (18, Duration::from_secs(1000)),
+            (63, Duration::from_secs(1000)),
+            (u32::MAX, Duration::from_secs(1000)),
+        ];
+        for (failures, expected) in cases {
+            assert_eq!(retry_delay(failures), expected, "after {failures} failures");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_added_twice_is_queued_once() {
+        let queue = WorkQueue::new();
+        queue.add("a");
+        queue.add("a");
+        queue.add("b");
+        assert_eq!(queue.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_key_added_while_processing_is_queued_again_when_done() {
+        let queue = WorkQueue::new();
+        queue.add("a");
+        let key = queue.next().await;
+        queue.add("a");
+        assert!(queue.is_empty(), "never handed to two workers at once");
+        queue.done(&key);
+        assert_eq!(queue.next().await, "a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limited_adds_back_off_per_key_and_forget_resets() {
+        let queue = WorkQueue::new();
+        queue.add_rate_limited("a");
+        queue.add_rate_limited("a");
+        assert_eq!(queue.failures(&"a"), 2);
+        tokio::time::sleep(Duration::from_millis(4)).await;
+        assert!(queue.is_empty(), "the first retry waits 5 ms");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(queue.len(), 1);
+        queue.forget(&"a");
+        assert_eq!(queue.failures(&"a"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requeue_after_wakes_precisely() {
+        let queue = WorkQueue::new();
+        queue.add_after("a", Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(9_999)).await;
+        assert!(queue.is_empty());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Let the timer task that fired at the same instant run.
+        tokio::task::yield_now().await;
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn sooner_picks_the_first_timer() {
+        let ten = Action::RequeueAfter(Duration::from_secs(10));
+        let five = Action::RequeueAfter(Duration::from_secs(5));
+        assert_eq!(ten.sooner(five), five);
+        assert_eq!(Action::AwaitChange.sooner(ten), ten);
+        assert_eq!(
+            Action::AwaitChange.sooner(Action::AwaitChange),
+            Action::AwaitChange
+        );
+    }
+}
