@@ -5,13 +5,16 @@
 //! - [`actions`]: the effects trait, its kube implementation and the recording fake for tests.
 //! - [`ownership`], [`pods`], [`expectations`]: controller references and claiming, what a pod's
 //!   state means to its controller, and what has been asked but not yet seen.
-//! - [`replicaset`], [`deployment`]: the workload controllers.
+//! - [`replicaset`], [`deployment`]: the workload controllers; [`gc`], [`node_lifecycle`]: the
+//!   garbage collector and the node lifecycle controller.
 //!
 //! [`run`] starts every controller of the crate against a client.
 
 pub mod actions;
 pub mod deployment;
 pub mod expectations;
+pub mod gc;
+pub mod node_lifecycle;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
