@@ -12,6 +12,7 @@
 
 pub mod framework;
 pub mod plugins;
+pub mod queue;
 pub mod pod_info;
 pub mod resources;
 pub mod schedule;
