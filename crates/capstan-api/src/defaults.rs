@@ -3,8 +3,9 @@
 //! This gathers what Kubernetes spreads over three places, so that objects read back exactly as
 //! from a Kubernetes 1.33 API server: the versioned `SetDefaults_*` functions
 //! (`pkg/apis/*/v1/defaults.go`), the registry strategies' `PrepareForCreate` (Pod and Namespace
-//! status, Namespace finalizers, Service cluster IP fields), and two admission plugins that
-//! every cluster runs (`Priority`, `DefaultTolerationSeconds`).
+//! status, Namespace finalizers, Service cluster IP fields). The admission plugins that need
+//! other objects or server flags (`Priority`, `DefaultTolerationSeconds`) are in
+//! [`crate::admission`].
 //!
 //! Every rule only fills a field that is missing (or null), so defaulting is idempotent and
 //! never overrides what a client sent. Values the API server allocates itself (uid, cluster
@@ -43,6 +44,13 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
         "NetworkPolicy" => default_network_policy(object),
         "RoleBinding" | "ClusterRoleBinding" => default_subjects(object),
         "HorizontalPodAutoscaler" => default_horizontal_pod_autoscaler(resource, object),
+        "PriorityClass" => set_default(object, "preemptionPolicy", json!("PreemptLowerPriority")),
+        // PrepareForCreate resets the status, which then reads as its Go zero value.
+        "PodDisruptionBudget" => set_default(
+            object,
+            "status",
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}),
+        ),
         _ => {}
     }
 }
@@ -115,62 +123,10 @@ fn default_pod(pod: &mut Value) {
             }
         });
     }
-    default_priority(spec);
-    default_toleration_seconds(spec);
     let qos = qos_class(spec);
     let status = field(pod, "status");
     set_default(status, "phase", json!("Pending"));
     set_default(status, "qosClass", json!(qos));
-}
-
-/// The `Priority` admission plugin: pods without a priority class get priority 0, the two
-/// built-in system classes their fixed values.
-fn default_priority(spec: &mut Value) {
-    let priority = match str_of(spec, "priorityClassName") {
-        "" => 0,
-        "system-cluster-critical" => 2_000_000_000,
-        "system-node-critical" => 2_000_001_000,
-        // A user-defined class is resolved against PriorityClass objects by admission.
-        _ => return,
-    };
-    set_default(spec, "priority", json!(priority));
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-}
-
-/// The `DefaultTolerationSeconds` admission plugin: pods stay bound to a node that is not
-/// ready or unreachable for five minutes before being evicted.
-fn default_toleration_seconds(spec: &mut Value) {
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
-        let tolerated = spec
-            .get("tolerations")
-            .and_then(Value::as_array)
-            .is_some_and(|tolerations| {
-                tolerations.iter().any(|t| {
-                    let k = str_of(t, "key");
-                    let effect = str_of(t, "effect");
-                    (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
-                })
-            });
-        if !tolerated {
-            let tolerations = as_map(spec)
-                .entry("tolerations")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if !tolerations.is_array() {
-                *tolerations = Value::Array(Vec::new());
-            }
-            if let Some(list) = tolerations.as_array_mut() {
-                list.push(json!({
-                    "key": key,
-                    "operator": "Exists",
-                    "effect": "NoExecute",
-                    "tolerationSeconds": 300,
-                }));
-            }
-        }
-    }
 }
 
 /// Kubernetes' QoS class: Guaranteed when every container's cpu and memory requests equal
@@ -778,12 +734,6 @@ mod tests {
                 "securityContext": {},
                 "schedulerName": "default-scheduler",
                 "enableServiceLinks": true,
-                "priority": 0,
-                "preemptionPolicy": "PreemptLowerPriority",
-                "tolerations": [
-                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                ],
             })
         );
         assert_eq!(
@@ -819,16 +769,6 @@ mod tests {
             json!({"cpu": "1", "memory": "1Gi"})
         );
         assert_eq!(pod["status"]["qosClass"], "Guaranteed");
-    }
-
-    #[test]
-    fn existing_tolerations_for_node_problems_are_kept() {
-        let pod = defaulted(
-            "",
-            "pods",
-            json!({"metadata": {"name": "p"}, "spec": {"tolerations": [{"operator": "Exists"}], "containers": [{"name": "a", "image": "x"}]}}),
-        );
-        assert_eq!(pod["spec"]["tolerations"], json!([{"operator": "Exists"}]));
     }
 
     #[test]

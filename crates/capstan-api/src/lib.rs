@@ -1,5 +1,6 @@
 //! The Kubernetes resource model as capstan serves it: which resources exist and how they are
-//! named (`resource`), how objects are checked (`typed`, `validation`), completed (`defaults`),
+//! named (`resource`), how objects are checked (`typed`, `validation`), completed (`defaults`,
+//! and `admission` for what needs other objects or server flags),
 //! printed (`table`), selected (`selector`) and patched (`strategic_merge`), and how protobuf
 //! bodies map to JSON (`protobuf`).
 //!
@@ -7,6 +8,7 @@
 //! `serde_json::Value` once decoded, so that every kind goes through the same code paths; the
 //! typed k8s-openapi structs are used to check a body's shape and drop unknown fields.
 
+pub mod admission;
 pub mod defaults;
 pub mod managed_fields;
 pub mod object;

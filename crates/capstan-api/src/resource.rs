@@ -29,6 +29,9 @@ pub enum Subresource {
     Finalize,
     /// `log` (pods only): a container's log, served by the pod's node.
     Log,
+    /// `eviction` (pods only): a policy/v1 `Eviction` posted to delete the pod unless a
+    /// PodDisruptionBudget forbids it.
+    Eviction,
 }
 
 impl Subresource {
@@ -39,6 +42,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Finalize => "finalize",
             Subresource::Log => "log",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -49,6 +53,7 @@ impl Subresource {
             "binding" => Some(Subresource::Binding),
             "finalize" => Some(Subresource::Finalize),
             "log" => Some(Subresource::Log),
+            "eviction" => Some(Subresource::Eviction),
             _ => None,
         }
     }
@@ -57,7 +62,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding => &["create"],
+            Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
         }
@@ -240,7 +245,12 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ResourceInfo {
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Subresource::Status, Subresource::Binding, Subresource::Log],
+        subresources: &[
+            Subresource::Status,
+            Subresource::Binding,
+            Subresource::Eviction,
+            Subresource::Log,
+        ],
         resets_status_on_create: true,
         ..resource("", "v1", "Pod", "pods", "pod", true)
     },
@@ -455,6 +465,21 @@ pub static RESOURCES: &[ResourceInfo] = &[
             true,
         )
     },
+    // policy/v1
+    ResourceInfo {
+        short_names: &["pdb"],
+        subresources: STATUS,
+        tracks_generation: true,
+        resets_status_on_create: true,
+        ..resource(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            true,
+        )
+    },
     // rbac.authorization.k8s.io/v1
     ResourceInfo {
         ..resource(
@@ -494,6 +519,18 @@ pub static RESOURCES: &[ResourceInfo] = &[
             "roles",
             "role",
             true,
+        )
+    },
+    // scheduling.k8s.io/v1
+    ResourceInfo {
+        short_names: &["pc"],
+        ..resource(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            "priorityclass",
+            false,
         )
     },
     // storage.k8s.io/v1

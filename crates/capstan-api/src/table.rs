@@ -80,10 +80,12 @@ fn printer(resource: &ResourceInfo) -> Printer {
         ("networking.k8s.io", "IngressClass") => (INGRESS_CLASS, ingress_class_row),
         ("networking.k8s.io", "Ingress") => (INGRESS, ingress_row),
         ("networking.k8s.io", "NetworkPolicy") => (NETWORK_POLICY, network_policy_row),
+        ("policy", "PodDisruptionBudget") => (POD_DISRUPTION_BUDGET, pod_disruption_budget_row),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
             (CLUSTER_ROLE_BINDING, role_binding_row)
         }
         ("rbac.authorization.k8s.io", "RoleBinding") => (ROLE_BINDING, role_binding_row),
+        ("scheduling.k8s.io", "PriorityClass") => (PRIORITY_CLASS, priority_class_row),
         ("storage.k8s.io", "StorageClass") => (STORAGE_CLASS, storage_class_row),
         // Kubernetes registers no printer for these; its API server falls back to
         // `rest.NewDefaultTableConvertor`.
@@ -662,6 +664,40 @@ const NETWORK_POLICY: &[Column] = &[
         "Selects the pods to which this NetworkPolicy object applies.",
     ),
     AGE,
+];
+
+const POD_DISRUPTION_BUDGET: &[Column] = &[
+    NAME,
+    Column::string(
+        "Min Available",
+        "The minimum number of pods that must be available.",
+    ),
+    Column::string(
+        "Max Unavailable",
+        "The maximum number of pods that may be unavailable.",
+    ),
+    Column::integer(
+        "Allowed Disruptions",
+        "Calculated number of pods that may be disrupted at this time.",
+    ),
+    AGE,
+];
+
+const PRIORITY_CLASS: &[Column] = &[
+    NAME,
+    Column::integer(
+        "Value",
+        "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec.",
+    ),
+    Column::boolean(
+        "Global-Default",
+        "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority.",
+    ),
+    AGE,
+    Column::string(
+        "PreemptionPolicy",
+        "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset.",
+    ),
 ];
 
 const ROLE_BINDING: &[Column] = &[
@@ -1672,6 +1708,39 @@ fn network_policy_row(policy: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 /// Shared by RoleBinding and ClusterRoleBinding.
+/// An int-or-percent as `IntOrString.String()` prints it, `N/A` when unset.
+fn int_or_percent_or_na(object: &Value, pointer: &str) -> Value {
+    match object.pointer(pointer) {
+        Some(Value::Number(n)) => n.to_string().into(),
+        Some(Value::String(s)) => s.as_str().into(),
+        _ => "N/A".into(),
+    }
+}
+
+fn pod_disruption_budget_row(budget: &Value, now: Timestamp) -> Vec<Value> {
+    vec![
+        name(budget),
+        int_or_percent_or_na(budget, "/spec/minAvailable"),
+        int_or_percent_or_na(budget, "/spec/maxUnavailable"),
+        integer(budget, "/status/disruptionsAllowed").into(),
+        age(budget, now),
+    ]
+}
+
+fn priority_class_row(class: &Value, now: Timestamp) -> Vec<Value> {
+    vec![
+        name(class),
+        integer(class, "/value").into(),
+        class
+            .get("globalDefault")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            .into(),
+        age(class, now),
+        text(class, "/preemptionPolicy").into(),
+    ]
+}
+
 fn role_binding_row(binding: &Value, now: Timestamp) -> Vec<Value> {
     let role = format!(
         "{}/{}",
@@ -2677,6 +2746,52 @@ mod tests {
 
         let stateful_set = json!({"metadata": {"name": "db"}, "spec": {"replicas": 2}, "status": {"readyReplicas": 1}});
         assert_eq!(row("apps", "statefulsets", stateful_set)[1], json!("1/2"));
+    }
+
+    #[test]
+    fn pod_disruption_budgets_print_n_a_for_the_unset_bound() {
+        let names: Vec<&str> = columns(resource("policy", "poddisruptionbudgets"))
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "Min Available",
+                "Max Unavailable",
+                "Allowed Disruptions",
+                "Age"
+            ]
+        );
+        let budget = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 2},
+                            "status": {"disruptionsAllowed": 1}});
+        assert_eq!(
+            row("policy", "poddisruptionbudgets", budget)[..4],
+            [json!("web"), json!("2"), json!("N/A"), json!(1)]
+        );
+        let budget = json!({"metadata": {"name": "db"}, "spec": {"maxUnavailable": "25%"}});
+        assert_eq!(
+            row("policy", "poddisruptionbudgets", budget)[..4],
+            [json!("db"), json!("N/A"), json!("25%"), json!(0)]
+        );
+    }
+
+    #[test]
+    fn priority_classes_print_value_default_and_preemption_policy() {
+        let names: Vec<&str> = columns(resource("scheduling.k8s.io", "priorityclasses"))
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["Name", "Value", "Global-Default", "Age", "PreemptionPolicy"]
+        );
+        let class = json!({"metadata": {"name": "high"}, "value": 1000, "globalDefault": true,
+                           "preemptionPolicy": "Never"});
+        let cells = row("scheduling.k8s.io", "priorityclasses", class);
+        assert_eq!(cells[..3], [json!("high"), json!(1000), json!(true)]);
+        assert_eq!(cells[4], json!("Never"));
     }
 
     #[test]

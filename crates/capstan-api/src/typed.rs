@@ -90,8 +90,8 @@ macro_rules! typed_kinds {
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
     batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, networking::v1 as networking, rbac::v1 as rbac,
-    storage::v1 as storage,
+    discovery::v1 as discovery, networking::v1 as networking, policy::v1 as policy,
+    rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
 typed_kinds! {
@@ -124,10 +124,12 @@ typed_kinds! {
     ("networking.k8s.io", "v1", "IngressClass") => networking::IngressClass,
     ("networking.k8s.io", "v1", "Ingress") => networking::Ingress,
     ("networking.k8s.io", "v1", "NetworkPolicy") => networking::NetworkPolicy,
+    ("policy", "v1", "PodDisruptionBudget") => policy::PodDisruptionBudget,
     ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => rbac::ClusterRoleBinding,
     ("rbac.authorization.k8s.io", "v1", "ClusterRole") => rbac::ClusterRole,
     ("rbac.authorization.k8s.io", "v1", "RoleBinding") => rbac::RoleBinding,
     ("rbac.authorization.k8s.io", "v1", "Role") => rbac::Role,
+    ("scheduling.k8s.io", "v1", "PriorityClass") => scheduling::PriorityClass,
     ("storage.k8s.io", "v1", "StorageClass") => storage::StorageClass,
 }
 

@@ -110,6 +110,8 @@ fn subresource_kind(
         | resource::Subresource::Log => (r.group, r.version, r.kind),
         resource::Subresource::Scale => ("autoscaling", "v1", "Scale"),
         resource::Subresource::Binding => ("", "v1", "Binding"),
+        // kubectl drain looks for this entry to learn which Eviction version to post.
+        resource::Subresource::Eviction => ("policy", "v1", "Eviction"),
     }
 }
 
@@ -213,6 +215,52 @@ mod tests {
                 .iter()
                 .all(|g| g["name"] != "")
         );
+    }
+
+    #[test]
+    fn pods_list_the_eviction_subresource_as_policy_v1_eviction() {
+        let list = resource_list("", "v1").unwrap();
+        let eviction = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
+        assert_eq!(eviction["group"], "policy");
+        assert_eq!(eviction["version"], "v1");
+        assert_eq!(eviction["kind"], "Eviction");
+        assert_eq!(eviction["verbs"], json!(["create"]));
+        let doc = aggregated(true, "v2");
+        let pods = doc["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
+        let sub = pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "eviction")
+            .unwrap();
+        assert_eq!(
+            sub["responseKind"],
+            json!({"group": "policy", "version": "v1", "kind": "Eviction"})
+        );
+    }
+
+    #[test]
+    fn disruption_budgets_and_priority_classes_are_discovered_by_short_name() {
+        let policy = resource_list("policy", "v1").unwrap();
+        let pdb = &policy["resources"][0];
+        assert_eq!(pdb["name"], "poddisruptionbudgets");
+        assert_eq!(pdb["shortNames"], json!(["pdb"]));
+        assert_eq!(pdb["namespaced"], true);
+        let scheduling = resource_list("scheduling.k8s.io", "v1").unwrap();
+        let pc = &scheduling["resources"][0];
+        assert_eq!(pc["name"], "priorityclasses");
+        assert_eq!(pc["shortNames"], json!(["pc"]));
+        assert_eq!(pc["namespaced"], false);
     }
 
     #[test]

@@ -82,6 +82,15 @@ pub enum ApiError {
     /// 415: the body's media type is not supported.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: the request would break a limit now (an eviction a disruption budget forbids);
+    /// retrying later may succeed, after `retry_after_seconds` when that is not 0.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u32,
+        /// (reason, message) of each cause.
+        causes: Vec<(String, String)>,
+    },
     /// 503: what the request needs is not running (a node's agent); retrying later may help.
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -117,6 +126,7 @@ impl ApiError {
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -136,6 +146,7 @@ impl ApiError {
             ApiError::Expired(_) => "Expired",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
@@ -184,7 +195,36 @@ impl ApiError {
                     group,
                 ))
             }
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                causes,
+                ..
+            } => {
+                let mut details = json!({});
+                if !causes.is_empty() {
+                    let causes: Vec<Value> = causes
+                        .iter()
+                        .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                        .collect();
+                    details["causes"] = json!(causes);
+                }
+                if *retry_after_seconds > 0 {
+                    details["retryAfterSeconds"] = json!(retry_after_seconds);
+                }
+                Some(details)
+            }
             ApiError::Internal(message) => Some(json!({"causes": [{"message": message}]})),
+            _ => None,
+        }
+    }
+
+    /// Seconds a client should wait before retrying (the `Retry-After` header), if any.
+    pub fn retry_after_seconds(&self) -> Option<u32> {
+        match self {
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            } if *retry_after_seconds > 0 => Some(*retry_after_seconds),
             _ => None,
         }
     }
@@ -247,6 +287,24 @@ mod tests {
         assert_eq!(s["message"], "deployments.apps \"web\" not found");
         assert_eq!(s["code"], 404);
         assert_eq!(s["details"]["group"], "apps");
+    }
+
+    #[test]
+    fn too_many_requests_carries_its_causes_and_retry_delay() {
+        let e = ApiError::TooManyRequests {
+            message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+            retry_after_seconds: 10,
+            causes: vec![(
+                "DisruptionBudget".into(),
+                "The disruption budget web is still being processed by the server.".into(),
+            )],
+        };
+        let s = e.to_status();
+        assert_eq!(s["code"], 429);
+        assert_eq!(s["reason"], "TooManyRequests");
+        assert_eq!(s["details"]["retryAfterSeconds"], 10);
+        assert_eq!(s["details"]["causes"][0]["reason"], "DisruptionBudget");
+        assert_eq!(e.retry_after_seconds(), Some(10));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::authn::UserInfo;
 use crate::discovery;
 use crate::error::{ApiError, success_status};
+use crate::eviction;
 use crate::openapi;
 use crate::patch::{self, PatchType};
 use crate::registry::{
@@ -110,7 +111,13 @@ fn published(doc: &openapi::Published) -> Response<Body> {
 
 /// The one place an error becomes a response.
 pub fn respond_error(error: &ApiError) -> Response<Body> {
-    json_response(error.status_code(), "application/json", &error.to_status())
+    let mut response = json_response(error.status_code(), "application/json", &error.to_status());
+    if let Some(seconds) = error.retry_after_seconds() {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// How the client wants objects rendered, from `Accept`.
@@ -459,6 +466,7 @@ impl Handler {
             }
             (Verb::Watch, _) => self.watch(request, &r),
             (Verb::Create, Some(Subresource::Binding)) => self.bind(request, &r).await,
+            (Verb::Create, Some(Subresource::Eviction)) => self.evict(request, &r).await,
             (Verb::Create, _) if resource.kind == "Binding" => {
                 let body = decode_body(request.content_type.as_deref(), &request.body)?;
                 let pod = object::name(&body).unwrap_or_default().to_string();
@@ -713,6 +721,27 @@ impl Handler {
         ))
     }
 
+    /// `pods/<name>/eviction`: the Eviction body becomes delete options here; whether and how
+    /// the pod goes is decided in [`eviction`].
+    async fn evict(
+        &self,
+        request: &ApiRequest,
+        r: &ResourceRequest,
+    ) -> Result<Response<Body>, ApiError> {
+        let body = decode_body(request.content_type.as_deref(), &request.body)?;
+        let name = r.name.as_deref().unwrap_or_default();
+        let namespace = r.namespace.as_deref().unwrap_or_default();
+        let mut options = eviction_delete_options(&body, name, namespace)?;
+        options.dry_run |= write_options(&request.query)?.dry_run;
+        let outcome = eviction::evict(&self.registry, namespace, name, options).await?;
+        let (code, status) = outcome.status();
+        Ok(json_response(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "application/json",
+            &status,
+        ))
+    }
+
     /// `…/scale`: reads and writes `spec.replicas` through an autoscaling/v1 `Scale`.
     async fn scale(
         &self,
@@ -843,34 +872,99 @@ fn delete_options(request: &ApiRequest) -> Result<DeleteOptions, ApiError> {
                 "the body of the request could not be decoded as DeleteOptions: {e}"
             ))
         })?;
-        if body["dryRun"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|v| v == "All"))
-        {
-            options.dry_run = true;
-        }
-        options.grace_period_seconds = body["gracePeriodSeconds"].as_i64();
-        options.precondition_uid = body
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        options.precondition_resource_version = body
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        match body["orphanDependents"].as_bool() {
-            Some(true) => options.propagation = Propagation::Orphan,
-            Some(false) => options.propagation = Propagation::Background,
-            None => {}
-        }
-        if let Some(policy) = body.get("propagationPolicy").filter(|p| !p.is_null()) {
-            options.propagation = propagation(policy)?;
-        }
+        read_delete_options(&body, &mut options)?;
     }
     if let Some(policy) = request.query.get("propagationPolicy") {
         options.propagation = propagation(&json!(policy))?;
     }
     Ok(options)
+}
+
+/// The delete options of a policy/v1 (or v1beta1) `Eviction` posted for pod `name` in
+/// `namespace`, refused as Kubernetes refuses a body of another kind or for another pod.
+fn eviction_delete_options(
+    body: &Value,
+    name: &str,
+    namespace: &str,
+) -> Result<DeleteOptions, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "Object 'Kind' is missing in '{body}'"
+        )));
+    }
+    let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if !matches!(api_version, "" | "policy/v1" | "policy/v1beta1") {
+        return Err(ApiError::BadRequest(format!(
+            "the API version in the data ({api_version}) does not match the expected API version (policy/v1)"
+        )));
+    }
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
+    if !matches!(kind, "" | "Eviction") {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({kind}) does not match the expected kind (Eviction)"
+        )));
+    }
+    if object::name(body).unwrap_or_default() != name {
+        return Err(ApiError::BadRequest(
+            "name in URL does not match name in Eviction object".into(),
+        ));
+    }
+    if object::namespace(body).is_some_and(|ns| !ns.is_empty() && ns != namespace) {
+        return Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
+        ));
+    }
+    let mut options = DeleteOptions::default();
+    match body.get("deleteOptions") {
+        None | Some(Value::Null) => {}
+        Some(delete_options @ Value::Object(_)) => {
+            if delete_options
+                .get("gracePeriodSeconds")
+                .is_some_and(|g| !g.is_null() && !g.is_i64())
+            {
+                return Err(ApiError::BadRequest(
+                    "Eviction in version \"v1\" cannot be handled as a Eviction: deleteOptions.gracePeriodSeconds: invalid type, expected an integer".into(),
+                ));
+            }
+            read_delete_options(delete_options, &mut options)?;
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "Eviction in version \"v1\" cannot be handled as a Eviction: deleteOptions: invalid type, expected an object".into(),
+            ));
+        }
+    }
+    Ok(options)
+}
+
+/// The fields of a `DeleteOptions` body (a DELETE's body, or an Eviction's `deleteOptions`)
+/// over `options`.
+fn read_delete_options(body: &Value, options: &mut DeleteOptions) -> Result<(), ApiError> {
+    if body["dryRun"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|v| v == "All"))
+    {
+        options.dry_run = true;
+    }
+    options.grace_period_seconds = body["gracePeriodSeconds"].as_i64();
+    options.precondition_uid = body
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    options.precondition_resource_version = body
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    match body["orphanDependents"].as_bool() {
+        Some(true) => options.propagation = Propagation::Orphan,
+        Some(false) => options.propagation = Propagation::Background,
+        None => {}
+    }
+    if let Some(policy) = body.get("propagationPolicy").filter(|p| !p.is_null()) {
+        options.propagation = propagation(policy)?;
+    }
+    Ok(())
 }
 
 /// A `propagationPolicy` value, refused in Kubernetes' words when unknown.
@@ -1115,6 +1209,44 @@ fn table_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eviction_bodies_name_their_pod_and_carry_delete_options() {
+        let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": "web-1", "namespace": "default"},
+            "deleteOptions": {"gracePeriodSeconds": 5, "dryRun": ["All"]}});
+        let options = eviction_delete_options(&body, "web-1", "default").unwrap();
+        assert_eq!(options.grace_period_seconds, Some(5));
+        assert!(options.dry_run);
+        let mut beta = body.clone();
+        beta["apiVersion"] = json!("policy/v1beta1");
+        assert!(eviction_delete_options(&beta, "web-1", "default").is_ok());
+
+        let refused = [
+            (
+                json!({"metadata": {"name": "other"}}),
+                "name in URL does not match name in Eviction object",
+            ),
+            (
+                json!({"kind": "Pod", "metadata": {"name": "web-1"}}),
+                "the kind in the data (Pod) does not match the expected kind (Eviction)",
+            ),
+            (
+                json!({"metadata": {"name": "web-1", "namespace": "kube-system"}}),
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ),
+            (
+                json!({"metadata": {"name": "web-1"}, "deleteOptions": {"gracePeriodSeconds": "soon"}}),
+                "Eviction in version \"v1\" cannot be handled as a Eviction: deleteOptions.gracePeriodSeconds: invalid type, expected an integer",
+            ),
+            (json!([1]), "Object 'Kind' is missing in '[1]'"),
+        ];
+        for (body, want) in refused {
+            let err = eviction_delete_options(&body, "web-1", "default").unwrap_err();
+            assert_eq!(err.status_code(), StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(err.to_string(), want, "{body}");
+        }
+    }
 
     #[test]
     fn lists_encode_as_the_json_tree_would() {

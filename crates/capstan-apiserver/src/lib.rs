@@ -10,6 +10,7 @@ pub mod connect;
 mod conversion;
 mod discovery;
 pub mod error;
+mod eviction;
 pub mod handler;
 pub mod join;
 pub mod kubeconfig;
@@ -52,6 +53,12 @@ pub struct ServerConfig {
     pub compaction_interval: Duration,
     /// Where Services' cluster IPs come from (`--service-cluster-ip-range`).
     pub service_range: service_ips::ServiceRange,
+    /// Seconds pods tolerate a not-ready node by default
+    /// (`--default-not-ready-toleration-seconds`, Kubernetes: 300).
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate an unreachable node by default
+    /// (`--default-unreachable-toleration-seconds`, Kubernetes: 300).
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,12 +188,27 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??,
     );
-    let registry = Registry::with_service_range(store.clone(), config.service_range);
+    let registry = Registry::with_service_range(store.clone(), config.service_range)
+        .with_pod_admission(capstan_api::admission::PodAdmission {
+            not_ready_toleration_seconds: config.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: config.default_unreachable_toleration_seconds,
+        });
     let namespaces = resource::find("", "v1", "namespaces").expect("namespaces are registered");
     for name in BUILTIN_NAMESPACES {
         let namespace =
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         registry.ensure(namespaces, namespace).await?;
+    }
+    // The system PriorityClasses, as kube-apiserver ensures them at start.
+    let priority_classes = resource::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .expect("priorityclasses are registered");
+    for class in capstan_api::validation::scheduling::SYSTEM_PRIORITY_CLASSES {
+        let object = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": class.name}, "value": class.value,
+            "description": class.description, "preemptionPolicy": "PreemptLowerPriority",
+        });
+        registry.ensure(priority_classes, object).await?;
     }
     // The API server's own Service, at the first address of the range, as in Kubernetes.
     let services = resource::find("", "v1", "services").expect("services are registered");

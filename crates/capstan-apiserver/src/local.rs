@@ -21,7 +21,7 @@ pub fn client(handler: Arc<Handler>, user: UserInfo) -> kube::Client {
     let service = tower::service_fn(move |request: Request<kube::client::Body>| {
         let handler = handler.clone();
         let user = user.clone();
-        async move { Ok::<_, BoxError>(call(&handler, user, request).await?) }
+        async move { call(&handler, user, request).await }
     });
     kube::Client::new(service, "default")
 }
@@ -68,6 +68,8 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             compaction_interval: std::time::Duration::from_secs(300),
             service_range: crate::service_ips::ServiceRange::parse("10.43.0.0/16").unwrap(),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         })
         .await
         .unwrap();

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
+use capstan_api::admission::{self, AdmissionError, PodAdmission};
 use capstan_api::object::{self, format_time};
 use capstan_api::resource::{self, ResourceInfo, Subresource};
 use capstan_api::selector::{FieldSelector, LabelSelector};
@@ -152,6 +153,8 @@ pub struct Registry {
     /// Held from choosing a Service's cluster IP and node ports until it is stored, so that
     /// two creates never take the same one.
     service_allocation: Arc<tokio::sync::Mutex<()>>,
+    /// The server flags of the pod admission plugins.
+    pod_admission: PodAdmission,
 }
 
 /// The object stored at `kv`, with its resourceVersion.
@@ -231,6 +234,14 @@ fn conflict(resource: &ResourceInfo, name: &str, detail: impl Into<String>) -> A
 const MODIFIED: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
 
+/// An admission plugin's refusal: `pods "web" is forbidden: …`.
+fn admission_forbidden(resource: &ResourceInfo, name: &str, error: AdmissionError) -> ApiError {
+    ApiError::Forbidden(format!(
+        "{} {name:?} is forbidden: {error}",
+        resource.group_resource()
+    ))
+}
+
 fn invalid(resource: &ResourceInfo, name: &str, errors: Vec<capstan_api::FieldError>) -> ApiError {
     ApiError::Invalid {
         group: resource.group.to_string(),
@@ -299,7 +310,67 @@ impl Registry {
             store,
             service_range,
             service_allocation: Arc::default(),
+            pod_admission: PodAdmission::default(),
         }
+    }
+
+    /// The same registry with the admission plugins' server flags set.
+    pub fn with_pod_admission(self, pod_admission: PodAdmission) -> Self {
+        Registry {
+            pod_admission,
+            ..self
+        }
+    }
+
+    /// Every stored PriorityClass, for the Priority admission plugin.
+    fn priority_classes(&self) -> Result<Vec<Value>, ApiError> {
+        let classes = resource::find("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("priorityclasses are registered");
+        Ok(self.list(classes, None, &ListOptions::default())?.items)
+    }
+
+    /// The admission plugins of a create (after defaulting, before validation): Priority and
+    /// DefaultTolerationSeconds for pods, one global default for PriorityClasses. `name` is
+    /// the name Kubernetes' admission errors give (the generateName for generated names).
+    fn admit_create(
+        &self,
+        resource: &ResourceInfo,
+        object: &mut Value,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let result = match (resource.group, resource.kind) {
+            ("", "Pod") => {
+                admission::admit_default_tolerations(object, &self.pod_admission);
+                admission::admit_pod_priority(object, &self.priority_classes()?)
+            }
+            ("scheduling.k8s.io", "PriorityClass") => {
+                admission::admit_priority_class(object, &self.priority_classes()?, false)
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| admission_forbidden(resource, name, e))
+    }
+
+    /// The admission plugins of an update of the object proper (not of a subresource).
+    fn admit_update(
+        &self,
+        resource: &ResourceInfo,
+        object: &mut Value,
+        current: &Value,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let result = match (resource.group, resource.kind) {
+            ("", "Pod") => {
+                admission::keep_pod_priority(object, current);
+                admission::admit_default_tolerations(object, &self.pod_admission);
+                Ok(())
+            }
+            ("scheduling.k8s.io", "PriorityClass") => {
+                admission::admit_priority_class(object, &self.priority_classes()?, true)
+            }
+            _ => Ok(()),
+        };
+        result.map_err(|e| admission_forbidden(resource, name, e))
     }
 
     pub fn service_range(&self) -> ServiceRange {
@@ -533,6 +604,13 @@ impl Registry {
         } else {
             object::set_meta(&mut object, "namespace", Value::Null);
         }
+        // Admission errors name the object as Kubernetes' do: its generateName when the name is
+        // yet to be generated.
+        let admission_name = object::name(&object)
+            .or_else(|| object::str_at(&object, "/metadata/generateName"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or("Unknown")
+            .to_string();
         if object::name(&object).is_none()
             && let Some(prefix) =
                 object::str_at(&object, "/metadata/generateName").filter(|s| !s.is_empty())
@@ -542,6 +620,7 @@ impl Registry {
         }
         prepare_for_create(resource, &mut object);
         defaults::apply_defaults(resource, &mut object);
+        self.admit_create(resource, &mut object, &admission_name)?;
         let name = object::name(&object).unwrap_or_default().to_string();
         let mut errors = validation::validate(resource, &object, None);
         if name.is_empty() && errors.is_empty() {
@@ -627,6 +706,9 @@ impl Registry {
             }
             let mut object = prepare_for_update(resource, subresource, proposed, &current)?;
             defaults::apply_defaults(resource, &mut object);
+            if subresource.is_none() {
+                self.admit_update(resource, &mut object, &current, name)?;
+            }
             let errors = if matches!(
                 subresource,
                 Some(Subresource::Status | Subresource::Binding | Subresource::Finalize)
@@ -778,6 +860,17 @@ impl Registry {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<(Value, bool), ApiError> {
+        if resource.group == "scheduling.k8s.io"
+            && resource.kind == "PriorityClass"
+            && validation::scheduling::SYSTEM_PRIORITY_CLASSES
+                .iter()
+                .any(|c| c.name == name)
+        {
+            return Err(ApiError::Forbidden(format!(
+                "{} {name:?} is forbidden: this is a system priority class and cannot be deleted",
+                resource.group_resource()
+            )));
+        }
         let key = resource.storage_key(namespace, name);
         loop {
             let kv = self.get_kv(resource, namespace, name)?;
@@ -1697,5 +1790,184 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(r.list(cm, None, &even).unwrap().items.len(), 3);
+    }
+
+    fn priority_class(name: &str, value: i64, global_default: bool) -> Value {
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+               "metadata": {"name": name}, "value": value, "globalDefault": global_default})
+    }
+
+    fn pod_body(name: &str, spec: Value) -> Value {
+        let mut spec = spec;
+        spec["containers"] = json!([{"name": "c", "image": "busybox"}]);
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+    }
+
+    #[tokio::test]
+    async fn pod_creates_resolve_priority_classes_and_tolerate_node_problems_for_the_configured_time()
+     {
+        let r = registry().with_pod_admission(PodAdmission {
+            not_ready_toleration_seconds: 60,
+            unreachable_toleration_seconds: 90,
+        });
+        with_namespace(&r, "default").await;
+        let classes = res("scheduling.k8s.io", "priorityclasses");
+        let class = r
+            .create(
+                classes,
+                None,
+                priority_class("high", 1000, false),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(class.object["preemptionPolicy"], "PreemptLowerPriority");
+        let pods = res("", "pods");
+        let body = pod_body("p", json!({"priorityClassName": "high"}));
+        let pod = r
+            .create(pods, Some("default"), body, WriteOptions::default())
+            .await
+            .unwrap()
+            .object;
+        assert_eq!(pod["spec"]["priority"], 1000);
+        assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 90},
+            ])
+        );
+        // An update that leaves priority out keeps it; admission does not run twice over.
+        let updated = r
+            .update(
+                pods,
+                Some("default"),
+                "p",
+                None,
+                pod_body(
+                    "p",
+                    json!({"priorityClassName": "high", "tolerations": pod["spec"]["tolerations"]}),
+                ),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap()
+            .object;
+        assert_eq!(updated["spec"]["priority"], 1000);
+        assert_eq!(updated["spec"]["tolerations"].as_array().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn pods_naming_a_missing_class_or_their_own_priority_are_forbidden_and_not_stored() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let pods = res("", "pods");
+        let cases = [
+            (
+                pod_body("p", json!({"priorityClassName": "foo"})),
+                "pods \"p\" is forbidden: no PriorityClass with name foo was found",
+            ),
+            (
+                pod_body(
+                    "p",
+                    json!({"priorityClassName": "system-node-critical", "priority": 3}),
+                ),
+                "pods \"p\" is forbidden: the integer value of priority (3) must not be provided in pod spec; priority admission controller computed 2000001000 from the given PriorityClass name",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = r
+                .create(pods, Some("default"), body, WriteOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(err.status_code(), hyper::StatusCode::FORBIDDEN);
+            assert_eq!(err.to_string(), want);
+            assert!(r.get(pods, Some("default"), "p").is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn only_one_priority_class_is_the_global_default_and_system_classes_stay() {
+        let r = registry();
+        let classes = res("scheduling.k8s.io", "priorityclasses");
+        r.create(
+            classes,
+            None,
+            priority_class("a", 10, true),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+        let err = r
+            .create(
+                classes,
+                None,
+                priority_class("b", 20, true),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "priorityclasses.scheduling.k8s.io \"b\" is forbidden: PriorityClass a is marked as default. Only one default can exist"
+        );
+        let err = r
+            .create(
+                classes,
+                None,
+                priority_class("huge", 2_000_000_000, false),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PriorityClass.scheduling.k8s.io \"huge\" is invalid: value: Forbidden: maximum allowed value of a user defined priority is 1000000000"
+        );
+        let err = r
+            .delete(
+                classes,
+                None,
+                "system-node-critical",
+                &DeleteOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "priorityclasses.scheduling.k8s.io \"system-node-critical\" is forbidden: this is a system priority class and cannot be deleted"
+        );
+    }
+
+    #[tokio::test]
+    async fn disruption_budgets_start_with_a_zero_status_and_generation_one() {
+        let r = registry();
+        with_namespace(&r, "default").await;
+        let budgets = res("policy", "poddisruptionbudgets");
+        let body = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": 9}});
+        let budget = r
+            .create(budgets, Some("default"), body, WriteOptions::default())
+            .await
+            .unwrap()
+            .object;
+        assert_eq!(budget["metadata"]["generation"], 1);
+        assert_eq!(
+            budget["status"],
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+        );
+        let both = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "both"}, "spec": {"minAvailable": 1, "maxUnavailable": 1}});
+        let err = r
+            .create(budgets, Some("default"), both, WriteOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PodDisruptionBudget.policy \"both\" is invalid: spec: Invalid value: {\"maxUnavailable\":1,\"minAvailable\":1}: minAvailable and maxUnavailable cannot be both set"
+        );
     }
 }

@@ -144,8 +144,16 @@ fn route_group_version(
         (&Method::GET, false, false) => Verb::List,
         (&Method::GET, true, false) => Verb::Get,
         (&Method::POST, false, _) => Verb::Create,
-        // POST to `pods/<name>/binding` creates a Binding for that pod.
-        (&Method::POST, true, _) if subresource == Some(Subresource::Binding) => Verb::Create,
+        // POST to `pods/<name>/binding` creates a Binding for that pod, to
+        // `pods/<name>/eviction` an Eviction.
+        (&Method::POST, true, _)
+            if matches!(
+                subresource,
+                Some(Subresource::Binding | Subresource::Eviction)
+            ) =>
+        {
+            Verb::Create
+        }
         (&Method::PUT, true, _) => Verb::Update,
         (&Method::PATCH, true, _) => Verb::Patch,
         (&Method::DELETE, true, _) => Verb::Delete,
@@ -265,6 +273,11 @@ mod tests {
             (
                 Method::POST,
                 "/api/v1/namespaces/d/pods/p/binding",
+                Verb::Create,
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/d/pods/p/eviction",
                 Verb::Create,
             ),
         ];

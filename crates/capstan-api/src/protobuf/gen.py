@@ -36,7 +36,9 @@ ROOTS = [
     "k8s.io.api.events.v1",
     "k8s.io.api.networking.v1",
     "k8s.io.api.policy.v1",
+    "k8s.io.api.policy.v1beta1",
     "k8s.io.api.rbac.v1",
+    "k8s.io.api.scheduling.v1",
     "k8s.io.api.storage.v1",
     "k8s.io.apimachinery.pkg.apis.meta.v1",
 ]

@@ -5,16 +5,16 @@ use super::schema::{Field, Kind, Message, Shape};
 
 pub(super) static MESSAGES: &[Message] = &[
     Message { name: "k8s.io.api.apps.v1.ControllerRevision", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "data", shape: Shape::Single, kind: Kind::RawJson },
         Field { tag: 3, json: "revision", shape: Shape::Single, kind: Kind::Int64 },
     ] },
     Message { name: "k8s.io.api.apps.v1.ControllerRevisionList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(0) },
     ] },
     Message { name: "k8s.io.api.apps.v1.DaemonSet", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(5) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(6) },
     ] },
@@ -26,11 +26,11 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.apps.v1.DaemonSetList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(2) },
     ] },
     Message { name: "k8s.io.api.apps.v1.DaemonSetSpec", fields: &[
-        Field { tag: 1, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 1, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 2, json: "template", shape: Shape::Single, kind: Kind::Message(257) },
         Field { tag: 3, json: "updateStrategy", shape: Shape::Single, kind: Kind::Message(7) },
         Field { tag: 4, json: "minReadySeconds", shape: Shape::Single, kind: Kind::Int32 },
@@ -53,7 +53,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "rollingUpdate", shape: Shape::Single, kind: Kind::Message(19) },
     ] },
     Message { name: "k8s.io.api.apps.v1.Deployment", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(11) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(12) },
     ] },
@@ -66,12 +66,12 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 7, json: "lastTransitionTime", shape: Shape::Single, kind: Kind::Time },
     ] },
     Message { name: "k8s.io.api.apps.v1.DeploymentList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(8) },
     ] },
     Message { name: "k8s.io.api.apps.v1.DeploymentSpec", fields: &[
         Field { tag: 1, json: "replicas", shape: Shape::Single, kind: Kind::Int32 },
-        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "template", shape: Shape::Single, kind: Kind::Message(257) },
         Field { tag: 4, json: "strategy", shape: Shape::Single, kind: Kind::Message(13) },
         Field { tag: 5, json: "minReadySeconds", shape: Shape::Single, kind: Kind::Int32 },
@@ -95,7 +95,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "rollingUpdate", shape: Shape::Single, kind: Kind::Message(20) },
     ] },
     Message { name: "k8s.io.api.apps.v1.ReplicaSet", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(17) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(18) },
     ] },
@@ -107,12 +107,12 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.apps.v1.ReplicaSetList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(14) },
     ] },
     Message { name: "k8s.io.api.apps.v1.ReplicaSetSpec", fields: &[
         Field { tag: 1, json: "replicas", shape: Shape::Single, kind: Kind::Int32 },
-        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "template", shape: Shape::Single, kind: Kind::Message(257) },
         Field { tag: 4, json: "minReadySeconds", shape: Shape::Single, kind: Kind::Int32 },
     ] },
@@ -138,7 +138,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "maxUnavailable", shape: Shape::Single, kind: Kind::IntOrString },
     ] },
     Message { name: "k8s.io.api.apps.v1.StatefulSet", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(27) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(28) },
     ] },
@@ -150,7 +150,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.apps.v1.StatefulSetList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(22) },
     ] },
     Message { name: "k8s.io.api.apps.v1.StatefulSetOrdinals", fields: &[
@@ -162,7 +162,7 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.api.apps.v1.StatefulSetSpec", fields: &[
         Field { tag: 1, json: "replicas", shape: Shape::Single, kind: Kind::Int32 },
-        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "template", shape: Shape::Single, kind: Kind::Message(257) },
         Field { tag: 4, json: "volumeClaimTemplates", shape: Shape::Repeated, kind: Kind::Message(217) },
         Field { tag: 5, json: "serviceName", shape: Shape::Single, kind: Kind::String },
@@ -208,18 +208,18 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.ExternalMetricSource", fields: &[
         Field { tag: 1, json: "metricName", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 2, json: "metricSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 2, json: "metricSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "targetValue", shape: Shape::Single, kind: Kind::Quantity },
         Field { tag: 4, json: "targetAverageValue", shape: Shape::Single, kind: Kind::Quantity },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.ExternalMetricStatus", fields: &[
         Field { tag: 1, json: "metricName", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 2, json: "metricSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 2, json: "metricSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "currentValue", shape: Shape::Single, kind: Kind::Quantity },
         Field { tag: 4, json: "currentAverageValue", shape: Shape::Single, kind: Kind::Quantity },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(38) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(39) },
     ] },
@@ -231,7 +231,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(35) },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec", fields: &[
@@ -267,25 +267,25 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "target", shape: Shape::Single, kind: Kind::Message(32) },
         Field { tag: 2, json: "metricName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "targetValue", shape: Shape::Single, kind: Kind::Quantity },
-        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 5, json: "averageValue", shape: Shape::Single, kind: Kind::Quantity },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.ObjectMetricStatus", fields: &[
         Field { tag: 1, json: "target", shape: Shape::Single, kind: Kind::Message(32) },
         Field { tag: 2, json: "metricName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "currentValue", shape: Shape::Single, kind: Kind::Quantity },
-        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 5, json: "averageValue", shape: Shape::Single, kind: Kind::Quantity },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.PodsMetricSource", fields: &[
         Field { tag: 1, json: "metricName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 2, json: "targetAverageValue", shape: Shape::Single, kind: Kind::Quantity },
-        Field { tag: 3, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 3, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.PodsMetricStatus", fields: &[
         Field { tag: 1, json: "metricName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 2, json: "currentAverageValue", shape: Shape::Single, kind: Kind::Quantity },
-        Field { tag: 3, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 3, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.ResourceMetricSource", fields: &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
@@ -298,7 +298,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "currentAverageValue", shape: Shape::Single, kind: Kind::Quantity },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.Scale", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(49) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(50) },
     ] },
@@ -333,7 +333,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "current", shape: Shape::Single, kind: Kind::Message(68) },
     ] },
     Message { name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(60) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(61) },
     ] },
@@ -349,7 +349,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(56) },
     ] },
     Message { name: "k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerSpec", fields: &[
@@ -380,7 +380,7 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.api.autoscaling.v2.MetricIdentifier", fields: &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
     ] },
     Message { name: "k8s.io.api.autoscaling.v2.MetricSpec", fields: &[
         Field { tag: 1, json: "type", shape: Shape::Single, kind: Kind::String },
@@ -436,12 +436,12 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "current", shape: Shape::Single, kind: Kind::Message(68) },
     ] },
     Message { name: "k8s.io.api.batch.v1.CronJob", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(77) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(78) },
     ] },
     Message { name: "k8s.io.api.batch.v1.CronJobList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(75) },
     ] },
     Message { name: "k8s.io.api.batch.v1.CronJobSpec", fields: &[
@@ -460,7 +460,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "lastSuccessfulTime", shape: Shape::Single, kind: Kind::Time },
     ] },
     Message { name: "k8s.io.api.batch.v1.Job", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(82) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(83) },
     ] },
@@ -473,14 +473,14 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 6, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.batch.v1.JobList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(79) },
     ] },
     Message { name: "k8s.io.api.batch.v1.JobSpec", fields: &[
         Field { tag: 1, json: "parallelism", shape: Shape::Single, kind: Kind::Int32 },
         Field { tag: 2, json: "completions", shape: Shape::Single, kind: Kind::Int32 },
         Field { tag: 3, json: "activeDeadlineSeconds", shape: Shape::Single, kind: Kind::Int64 },
-        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 5, json: "manualSelector", shape: Shape::Single, kind: Kind::Bool },
         Field { tag: 6, json: "template", shape: Shape::Single, kind: Kind::Message(257) },
         Field { tag: 7, json: "backoffLimit", shape: Shape::Single, kind: Kind::Int32 },
@@ -508,7 +508,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 11, json: "terminating", shape: Shape::Single, kind: Kind::Int32 },
     ] },
     Message { name: "k8s.io.api.batch.v1.JobTemplateSpec", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(82) },
     ] },
     Message { name: "k8s.io.api.batch.v1.PodFailurePolicy", fields: &[
@@ -540,11 +540,11 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "failed", shape: Shape::Repeated, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.coordination.v1.Lease", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(94) },
     ] },
     Message { name: "k8s.io.api.coordination.v1.LeaseList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(92) },
     ] },
     Message { name: "k8s.io.api.coordination.v1.LeaseSpec", fields: &[
@@ -598,7 +598,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "readOnly", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.Binding", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "target", shape: Shape::Single, kind: Kind::Message(215) },
     ] },
     Message { name: "k8s.io.api.core.v1.CSIPersistentVolumeSource", fields: &[
@@ -658,7 +658,7 @@ pub(super) static MESSAGES: &[Message] = &[
     Message { name: "k8s.io.api.core.v1.ClusterTrustBundleProjection", fields: &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
         Field { tag: 2, json: "signerName", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 3, json: "labelSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 3, json: "labelSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 4, json: "path", shape: Shape::Single, kind: Kind::String },
         Field { tag: 5, json: "optional", shape: Shape::Single, kind: Kind::Bool },
     ] },
@@ -669,15 +669,15 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 4, json: "error", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.ComponentStatus", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(113) },
     ] },
     Message { name: "k8s.io.api.core.v1.ComponentStatusList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(114) },
     ] },
     Message { name: "k8s.io.api.core.v1.ConfigMap", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "data", shape: Shape::Map, kind: Kind::String },
         Field { tag: 3, json: "binaryData", shape: Shape::Map, kind: Kind::Bytes },
         Field { tag: 4, json: "immutable", shape: Shape::Single, kind: Kind::Bool },
@@ -692,7 +692,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "optional", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.ConfigMapList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(116) },
     ] },
     Message { name: "k8s.io.api.core.v1.ConfigMapNodeConfigSource", fields: &[
@@ -847,11 +847,11 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "ports", shape: Shape::Repeated, kind: Kind::Message(142) },
     ] },
     Message { name: "k8s.io.api.core.v1.Endpoints", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "subsets", shape: Shape::Repeated, kind: Kind::Message(143) },
     ] },
     Message { name: "k8s.io.api.core.v1.EndpointsList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(144) },
     ] },
     Message { name: "k8s.io.api.core.v1.EnvFromSource", fields: &[
@@ -906,7 +906,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "volumeClaimTemplate", shape: Shape::Single, kind: Kind::Message(222) },
     ] },
     Message { name: "k8s.io.api.core.v1.Event", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "involvedObject", shape: Shape::Single, kind: Kind::Message(215) },
         Field { tag: 3, json: "reason", shape: Shape::Single, kind: Kind::String },
         Field { tag: 4, json: "message", shape: Shape::Single, kind: Kind::String },
@@ -923,7 +923,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 15, json: "reportingInstance", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.EventList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(152) },
     ] },
     Message { name: "k8s.io.api.core.v1.EventSeries", fields: &[
@@ -1063,7 +1063,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 4, json: "sleep", shape: Shape::Single, kind: Kind::Message(309) },
     ] },
     Message { name: "k8s.io.api.core.v1.LimitRange", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(181) },
     ] },
     Message { name: "k8s.io.api.core.v1.LimitRangeItem", fields: &[
@@ -1075,7 +1075,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 6, json: "maxLimitRequestRatio", shape: Shape::Map, kind: Kind::Quantity },
     ] },
     Message { name: "k8s.io.api.core.v1.LimitRangeList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(178) },
     ] },
     Message { name: "k8s.io.api.core.v1.LimitRangeSpec", fields: &[
@@ -1087,7 +1087,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "supplementalGroups", shape: Shape::Repeated, kind: Kind::Int64 },
     ] },
     Message { name: "k8s.io.api.core.v1.List", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::RawJson },
     ] },
     Message { name: "k8s.io.api.core.v1.LoadBalancerIngress", fields: &[
@@ -1111,7 +1111,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "status", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.Namespace", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(192) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(193) },
     ] },
@@ -1123,7 +1123,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 6, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.NamespaceList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(189) },
     ] },
     Message { name: "k8s.io.api.core.v1.NamespaceSpec", fields: &[
@@ -1139,7 +1139,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "readOnly", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.Node", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(210) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(211) },
     ] },
@@ -1175,7 +1175,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "supplementalGroupsPolicy", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.NodeList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(195) },
     ] },
     Message { name: "k8s.io.api.core.v1.NodeProxyOptions", fields: &[
@@ -1256,12 +1256,12 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 7, json: "fieldPath", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolume", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(226) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(227) },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaim", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(220) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(221) },
     ] },
@@ -1274,14 +1274,14 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 6, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(217) },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimSpec", fields: &[
         Field { tag: 1, json: "accessModes", shape: Shape::Repeated, kind: Kind::String },
         Field { tag: 2, json: "resources", shape: Shape::Single, kind: Kind::Message(327) },
         Field { tag: 3, json: "volumeName", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 4, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 5, json: "storageClassName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 6, json: "volumeMode", shape: Shape::Single, kind: Kind::String },
         Field { tag: 7, json: "dataSource", shape: Shape::Single, kind: Kind::Message(319) },
@@ -1299,7 +1299,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 9, json: "modifyVolumeStatus", shape: Shape::Single, kind: Kind::Message(188) },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimTemplate", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(220) },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimVolumeSource", fields: &[
@@ -1307,7 +1307,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "readOnly", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolumeList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(216) },
     ] },
     Message { name: "k8s.io.api.core.v1.PersistentVolumeSource", fields: &[
@@ -1357,7 +1357,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "fsType", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.Pod", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(252) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(253) },
     ] },
@@ -1366,10 +1366,10 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", shape: Shape::Repeated, kind: Kind::Message(330) },
     ] },
     Message { name: "k8s.io.api.core.v1.PodAffinityTerm", fields: &[
-        Field { tag: 1, json: "labelSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 1, json: "labelSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 2, json: "namespaces", shape: Shape::Repeated, kind: Kind::String },
         Field { tag: 3, json: "topologyKey", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 4, json: "namespaceSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 4, json: "namespaceSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 5, json: "matchLabelKeys", shape: Shape::Repeated, kind: Kind::String },
         Field { tag: 6, json: "mismatchLabelKeys", shape: Shape::Repeated, kind: Kind::String },
     ] },
@@ -1427,7 +1427,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "ip", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.PodList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(229) },
     ] },
     Message { name: "k8s.io.api.core.v1.PodLogOptions", fields: &[
@@ -1482,7 +1482,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 13, json: "seLinuxChangePolicy", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.PodSignature", fields: &[
-        Field { tag: 1, json: "podController", shape: Shape::Single, kind: Kind::Message(441) },
+        Field { tag: 1, json: "podController", shape: Shape::Single, kind: Kind::Message(448) },
     ] },
     Message { name: "k8s.io.api.core.v1.PodSpec", fields: &[
         Field { tag: 1, json: "volumes", shape: Shape::Repeated, kind: Kind::Message(321) },
@@ -1551,19 +1551,19 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 20, json: "resources", shape: Shape::Single, kind: Kind::Message(282) },
     ] },
     Message { name: "k8s.io.api.core.v1.PodStatusResult", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "status", shape: Shape::Single, kind: Kind::Message(253) },
     ] },
     Message { name: "k8s.io.api.core.v1.PodTemplate", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "template", shape: Shape::Single, kind: Kind::Message(257) },
     ] },
     Message { name: "k8s.io.api.core.v1.PodTemplateList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(255) },
     ] },
     Message { name: "k8s.io.api.core.v1.PodTemplateSpec", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(252) },
     ] },
     Message { name: "k8s.io.api.core.v1.PortStatus", fields: &[
@@ -1617,7 +1617,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 6, json: "tenant", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.RangeAllocation", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "range", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "data", shape: Shape::Single, kind: Kind::Bytes },
     ] },
@@ -1642,7 +1642,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 8, json: "readOnly", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.ReplicationController", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(273) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(274) },
     ] },
@@ -1654,7 +1654,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "message", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.ReplicationControllerList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(270) },
     ] },
     Message { name: "k8s.io.api.core.v1.ReplicationControllerSpec", fields: &[
@@ -1685,12 +1685,12 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "health", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.ResourceQuota", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(280) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(281) },
     ] },
     Message { name: "k8s.io.api.core.v1.ResourceQuotaList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(278) },
     ] },
     Message { name: "k8s.io.api.core.v1.ResourceQuotaSpec", fields: &[
@@ -1754,7 +1754,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "localhostProfile", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.Secret", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "data", shape: Shape::Map, kind: Kind::Bytes },
         Field { tag: 3, json: "type", shape: Shape::Single, kind: Kind::String },
         Field { tag: 4, json: "stringData", shape: Shape::Map, kind: Kind::String },
@@ -1770,7 +1770,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "optional", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.SecretList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(290) },
     ] },
     Message { name: "k8s.io.api.core.v1.SecretProjection", fields: &[
@@ -1806,18 +1806,18 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "reference", shape: Shape::Single, kind: Kind::Message(215) },
     ] },
     Message { name: "k8s.io.api.core.v1.Service", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(306) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(307) },
     ] },
     Message { name: "k8s.io.api.core.v1.ServiceAccount", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "secrets", shape: Shape::Repeated, kind: Kind::Message(215) },
         Field { tag: 3, json: "imagePullSecrets", shape: Shape::Repeated, kind: Kind::Message(186) },
         Field { tag: 4, json: "automountServiceAccountToken", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.core.v1.ServiceAccountList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(300) },
     ] },
     Message { name: "k8s.io.api.core.v1.ServiceAccountTokenProjection", fields: &[
@@ -1826,7 +1826,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "path", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.core.v1.ServiceList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(299) },
     ] },
     Message { name: "k8s.io.api.core.v1.ServicePort", fields: &[
@@ -1864,7 +1864,7 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.api.core.v1.ServiceStatus", fields: &[
         Field { tag: 1, json: "loadBalancer", shape: Shape::Single, kind: Kind::Message(185) },
-        Field { tag: 2, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(423) },
+        Field { tag: 2, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(430) },
     ] },
     Message { name: "k8s.io.api.core.v1.SessionAffinityConfig", fields: &[
         Field { tag: 1, json: "clientIP", shape: Shape::Single, kind: Kind::Message(111) },
@@ -1918,7 +1918,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "maxSkew", shape: Shape::Single, kind: Kind::Int32 },
         Field { tag: 2, json: "topologyKey", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "whenUnsatisfiable", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 4, json: "labelSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 4, json: "labelSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 5, json: "minDomains", shape: Shape::Single, kind: Kind::Int32 },
         Field { tag: 6, json: "nodeAffinityPolicy", shape: Shape::Single, kind: Kind::String },
         Field { tag: 7, json: "nodeTaintsPolicy", shape: Shape::Single, kind: Kind::String },
@@ -2052,13 +2052,13 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 4, json: "appProtocol", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.discovery.v1.EndpointSlice", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "endpoints", shape: Shape::Repeated, kind: Kind::Message(333) },
         Field { tag: 3, json: "ports", shape: Shape::Repeated, kind: Kind::Message(336) },
         Field { tag: 4, json: "addressType", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.discovery.v1.EndpointSliceList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(337) },
     ] },
     Message { name: "k8s.io.api.discovery.v1.ForNode", fields: &[
@@ -2068,7 +2068,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.events.v1.Event", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "eventTime", shape: Shape::Single, kind: Kind::MicroTime },
         Field { tag: 3, json: "series", shape: Shape::Single, kind: Kind::Message(343) },
         Field { tag: 4, json: "reportingController", shape: Shape::Single, kind: Kind::String },
@@ -2085,7 +2085,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 15, json: "deprecatedCount", shape: Shape::Single, kind: Kind::Int32 },
     ] },
     Message { name: "k8s.io.api.events.v1.EventList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(341) },
     ] },
     Message { name: "k8s.io.api.events.v1.EventSeries", fields: &[
@@ -2101,18 +2101,18 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "paths", shape: Shape::Repeated, kind: Kind::Message(344) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IPAddress", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(348) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IPAddressList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(346) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IPAddressSpec", fields: &[
         Field { tag: 1, json: "parentRef", shape: Shape::Single, kind: Kind::Message(373) },
     ] },
     Message { name: "k8s.io.api.networking.v1.Ingress", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(362) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(363) },
     ] },
@@ -2121,11 +2121,11 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 4, json: "service", shape: Shape::Single, kind: Kind::Message(361) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IngressClass", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(354) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IngressClassList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(351) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IngressClassParametersReference", fields: &[
@@ -2140,7 +2140,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "parameters", shape: Shape::Single, kind: Kind::Message(353) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IngressList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(349) },
     ] },
     Message { name: "k8s.io.api.networking.v1.IngressLoadBalancerIngress", fields: &[
@@ -2185,7 +2185,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "except", shape: Shape::Repeated, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.networking.v1.NetworkPolicy", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(372) },
     ] },
     Message { name: "k8s.io.api.networking.v1.NetworkPolicyEgressRule", fields: &[
@@ -2197,12 +2197,12 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "from", shape: Shape::Repeated, kind: Kind::Message(370) },
     ] },
     Message { name: "k8s.io.api.networking.v1.NetworkPolicyList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(366) },
     ] },
     Message { name: "k8s.io.api.networking.v1.NetworkPolicyPeer", fields: &[
-        Field { tag: 1, json: "podSelector", shape: Shape::Single, kind: Kind::Message(434) },
-        Field { tag: 2, json: "namespaceSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 1, json: "podSelector", shape: Shape::Single, kind: Kind::Message(441) },
+        Field { tag: 2, json: "namespaceSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "ipBlock", shape: Shape::Single, kind: Kind::Message(365) },
     ] },
     Message { name: "k8s.io.api.networking.v1.NetworkPolicyPort", fields: &[
@@ -2211,7 +2211,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "endPort", shape: Shape::Single, kind: Kind::Int32 },
     ] },
     Message { name: "k8s.io.api.networking.v1.NetworkPolicySpec", fields: &[
-        Field { tag: 1, json: "podSelector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 1, json: "podSelector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 2, json: "ingress", shape: Shape::Repeated, kind: Kind::Message(368) },
         Field { tag: 3, json: "egress", shape: Shape::Repeated, kind: Kind::Message(367) },
         Field { tag: 4, json: "policyTypes", shape: Shape::Repeated, kind: Kind::String },
@@ -2227,36 +2227,36 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "number", shape: Shape::Single, kind: Kind::Int32 },
     ] },
     Message { name: "k8s.io.api.networking.v1.ServiceCIDR", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(377) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(378) },
     ] },
     Message { name: "k8s.io.api.networking.v1.ServiceCIDRList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(375) },
     ] },
     Message { name: "k8s.io.api.networking.v1.ServiceCIDRSpec", fields: &[
         Field { tag: 1, json: "cidrs", shape: Shape::Repeated, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.networking.v1.ServiceCIDRStatus", fields: &[
-        Field { tag: 1, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(423) },
+        Field { tag: 1, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(430) },
     ] },
     Message { name: "k8s.io.api.policy.v1.Eviction", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "deleteOptions", shape: Shape::Single, kind: Kind::Message(425) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "deleteOptions", shape: Shape::Single, kind: Kind::Message(432) },
     ] },
     Message { name: "k8s.io.api.policy.v1.PodDisruptionBudget", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(382) },
         Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(383) },
     ] },
     Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(380) },
     ] },
     Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec", fields: &[
         Field { tag: 1, json: "minAvailable", shape: Shape::Single, kind: Kind::IntOrString },
-        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "maxUnavailable", shape: Shape::Single, kind: Kind::IntOrString },
         Field { tag: 4, json: "unhealthyPodEvictionPolicy", shape: Shape::Single, kind: Kind::String },
     ] },
@@ -2267,28 +2267,56 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 4, json: "currentHealthy", shape: Shape::Single, kind: Kind::Int32 },
         Field { tag: 5, json: "desiredHealthy", shape: Shape::Single, kind: Kind::Int32 },
         Field { tag: 6, json: "expectedPods", shape: Shape::Single, kind: Kind::Int32 },
-        Field { tag: 7, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(423) },
+        Field { tag: 7, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(430) },
+    ] },
+    Message { name: "k8s.io.api.policy.v1beta1.Eviction", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "deleteOptions", shape: Shape::Single, kind: Kind::Message(432) },
+    ] },
+    Message { name: "k8s.io.api.policy.v1beta1.PodDisruptionBudget", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(387) },
+        Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(388) },
+    ] },
+    Message { name: "k8s.io.api.policy.v1beta1.PodDisruptionBudgetList", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(385) },
+    ] },
+    Message { name: "k8s.io.api.policy.v1beta1.PodDisruptionBudgetSpec", fields: &[
+        Field { tag: 1, json: "minAvailable", shape: Shape::Single, kind: Kind::IntOrString },
+        Field { tag: 2, json: "selector", shape: Shape::Single, kind: Kind::Message(441) },
+        Field { tag: 3, json: "maxUnavailable", shape: Shape::Single, kind: Kind::IntOrString },
+        Field { tag: 4, json: "unhealthyPodEvictionPolicy", shape: Shape::Single, kind: Kind::String },
+    ] },
+    Message { name: "k8s.io.api.policy.v1beta1.PodDisruptionBudgetStatus", fields: &[
+        Field { tag: 1, json: "observedGeneration", shape: Shape::Single, kind: Kind::Int64 },
+        Field { tag: 2, json: "disruptedPods", shape: Shape::Map, kind: Kind::Time },
+        Field { tag: 3, json: "disruptionsAllowed", shape: Shape::Single, kind: Kind::Int32 },
+        Field { tag: 4, json: "currentHealthy", shape: Shape::Single, kind: Kind::Int32 },
+        Field { tag: 5, json: "desiredHealthy", shape: Shape::Single, kind: Kind::Int32 },
+        Field { tag: 6, json: "expectedPods", shape: Shape::Single, kind: Kind::Int32 },
+        Field { tag: 7, json: "conditions", shape: Shape::Repeated, kind: Kind::Message(430) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.AggregationRule", fields: &[
-        Field { tag: 1, json: "clusterRoleSelectors", shape: Shape::Repeated, kind: Kind::Message(434) },
+        Field { tag: 1, json: "clusterRoleSelectors", shape: Shape::Repeated, kind: Kind::Message(441) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.ClusterRole", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "rules", shape: Shape::Repeated, kind: Kind::Message(389) },
-        Field { tag: 3, json: "aggregationRule", shape: Shape::Single, kind: Kind::Message(384) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "rules", shape: Shape::Repeated, kind: Kind::Message(394) },
+        Field { tag: 3, json: "aggregationRule", shape: Shape::Single, kind: Kind::Message(389) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.ClusterRoleBinding", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "subjects", shape: Shape::Repeated, kind: Kind::Message(395) },
-        Field { tag: 3, json: "roleRef", shape: Shape::Single, kind: Kind::Message(394) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "subjects", shape: Shape::Repeated, kind: Kind::Message(400) },
+        Field { tag: 3, json: "roleRef", shape: Shape::Single, kind: Kind::Message(399) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.ClusterRoleBindingList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(386) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(391) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.ClusterRoleList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(385) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(390) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.PolicyRule", fields: &[
         Field { tag: 1, json: "verbs", shape: Shape::Repeated, kind: Kind::String },
@@ -2298,21 +2326,21 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 5, json: "nonResourceURLs", shape: Shape::Repeated, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.rbac.v1.Role", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "rules", shape: Shape::Repeated, kind: Kind::Message(389) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "rules", shape: Shape::Repeated, kind: Kind::Message(394) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.RoleBinding", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "subjects", shape: Shape::Repeated, kind: Kind::Message(395) },
-        Field { tag: 3, json: "roleRef", shape: Shape::Single, kind: Kind::Message(394) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "subjects", shape: Shape::Repeated, kind: Kind::Message(400) },
+        Field { tag: 3, json: "roleRef", shape: Shape::Single, kind: Kind::Message(399) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.RoleBindingList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(391) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(396) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.RoleList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(390) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(395) },
     ] },
     Message { name: "k8s.io.api.rbac.v1.RoleRef", fields: &[
         Field { tag: 1, json: "apiGroup", shape: Shape::Single, kind: Kind::String },
@@ -2325,13 +2353,24 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "name", shape: Shape::Single, kind: Kind::String },
         Field { tag: 4, json: "namespace", shape: Shape::Single, kind: Kind::String },
     ] },
+    Message { name: "k8s.io.api.scheduling.v1.PriorityClass", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "value", shape: Shape::Single, kind: Kind::Int32 },
+        Field { tag: 3, json: "globalDefault", shape: Shape::Single, kind: Kind::Bool },
+        Field { tag: 4, json: "description", shape: Shape::Single, kind: Kind::String },
+        Field { tag: 5, json: "preemptionPolicy", shape: Shape::Single, kind: Kind::String },
+    ] },
+    Message { name: "k8s.io.api.scheduling.v1.PriorityClassList", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(401) },
+    ] },
     Message { name: "k8s.io.api.storage.v1.CSIDriver", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(398) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(405) },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSIDriverList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(396) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(403) },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSIDriverSpec", fields: &[
         Field { tag: 1, json: "attachRequired", shape: Shape::Single, kind: Kind::Bool },
@@ -2339,42 +2378,42 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "volumeLifecycleModes", shape: Shape::Repeated, kind: Kind::String },
         Field { tag: 4, json: "storageCapacity", shape: Shape::Single, kind: Kind::Bool },
         Field { tag: 5, json: "fsGroupPolicy", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 6, json: "tokenRequests", shape: Shape::Repeated, kind: Kind::Message(407) },
+        Field { tag: 6, json: "tokenRequests", shape: Shape::Repeated, kind: Kind::Message(414) },
         Field { tag: 7, json: "requiresRepublish", shape: Shape::Single, kind: Kind::Bool },
         Field { tag: 8, json: "seLinuxMount", shape: Shape::Single, kind: Kind::Bool },
         Field { tag: 9, json: "nodeAllocatableUpdatePeriodSeconds", shape: Shape::Single, kind: Kind::Int64 },
         Field { tag: 10, json: "serviceAccountTokenInSecrets", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSINode", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(402) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(409) },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSINodeDriver", fields: &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
         Field { tag: 2, json: "nodeID", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "topologyKeys", shape: Shape::Repeated, kind: Kind::String },
-        Field { tag: 4, json: "allocatable", shape: Shape::Single, kind: Kind::Message(416) },
+        Field { tag: 4, json: "allocatable", shape: Shape::Single, kind: Kind::Message(423) },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSINodeList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(399) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(406) },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSINodeSpec", fields: &[
-        Field { tag: 1, json: "drivers", shape: Shape::Repeated, kind: Kind::Message(400) },
+        Field { tag: 1, json: "drivers", shape: Shape::Repeated, kind: Kind::Message(407) },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSIStorageCapacity", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "nodeTopology", shape: Shape::Single, kind: Kind::Message(434) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "nodeTopology", shape: Shape::Single, kind: Kind::Message(441) },
         Field { tag: 3, json: "storageClassName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 4, json: "capacity", shape: Shape::Single, kind: Kind::Quantity },
         Field { tag: 5, json: "maximumVolumeSize", shape: Shape::Single, kind: Kind::Quantity },
     ] },
     Message { name: "k8s.io.api.storage.v1.CSIStorageCapacityList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(403) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(410) },
     ] },
     Message { name: "k8s.io.api.storage.v1.StorageClass", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "provisioner", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "parameters", shape: Shape::Map, kind: Kind::String },
         Field { tag: 4, json: "reclaimPolicy", shape: Shape::Single, kind: Kind::String },
@@ -2384,21 +2423,21 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 8, json: "allowedTopologies", shape: Shape::Repeated, kind: Kind::Message(317) },
     ] },
     Message { name: "k8s.io.api.storage.v1.StorageClassList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(405) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(412) },
     ] },
     Message { name: "k8s.io.api.storage.v1.TokenRequest", fields: &[
         Field { tag: 1, json: "audience", shape: Shape::Single, kind: Kind::String },
         Field { tag: 2, json: "expirationSeconds", shape: Shape::Single, kind: Kind::Int64 },
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeAttachment", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
-        Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(411) },
-        Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(412) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
+        Field { tag: 2, json: "spec", shape: Shape::Single, kind: Kind::Message(418) },
+        Field { tag: 3, json: "status", shape: Shape::Single, kind: Kind::Message(419) },
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeAttachmentList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(408) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(415) },
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeAttachmentSource", fields: &[
         Field { tag: 1, json: "persistentVolumeName", shape: Shape::Single, kind: Kind::String },
@@ -2406,23 +2445,23 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeAttachmentSpec", fields: &[
         Field { tag: 1, json: "attacher", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 2, json: "source", shape: Shape::Single, kind: Kind::Message(410) },
+        Field { tag: 2, json: "source", shape: Shape::Single, kind: Kind::Message(417) },
         Field { tag: 3, json: "nodeName", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeAttachmentStatus", fields: &[
         Field { tag: 1, json: "attached", shape: Shape::Single, kind: Kind::Bool },
         Field { tag: 2, json: "attachmentMetadata", shape: Shape::Map, kind: Kind::String },
-        Field { tag: 3, json: "attachError", shape: Shape::Single, kind: Kind::Message(415) },
-        Field { tag: 4, json: "detachError", shape: Shape::Single, kind: Kind::Message(415) },
+        Field { tag: 3, json: "attachError", shape: Shape::Single, kind: Kind::Message(422) },
+        Field { tag: 4, json: "detachError", shape: Shape::Single, kind: Kind::Message(422) },
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeAttributesClass", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
         Field { tag: 2, json: "driverName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "parameters", shape: Shape::Map, kind: Kind::String },
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeAttributesClassList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(413) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(420) },
     ] },
     Message { name: "k8s.io.api.storage.v1.VolumeError", fields: &[
         Field { tag: 1, json: "time", shape: Shape::Single, kind: Kind::Time },
@@ -2434,18 +2473,18 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIGroup", fields: &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 2, json: "versions", shape: Shape::Repeated, kind: Kind::Message(431) },
-        Field { tag: 3, json: "preferredVersion", shape: Shape::Single, kind: Kind::Message(431) },
-        Field { tag: 4, json: "serverAddressByClientCIDRs", shape: Shape::Repeated, kind: Kind::Message(447) },
+        Field { tag: 2, json: "versions", shape: Shape::Repeated, kind: Kind::Message(438) },
+        Field { tag: 3, json: "preferredVersion", shape: Shape::Single, kind: Kind::Message(438) },
+        Field { tag: 4, json: "serverAddressByClientCIDRs", shape: Shape::Repeated, kind: Kind::Message(454) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIGroupList", fields: &[
-        Field { tag: 1, json: "groups", shape: Shape::Repeated, kind: Kind::Message(417) },
+        Field { tag: 1, json: "groups", shape: Shape::Repeated, kind: Kind::Message(424) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIResource", fields: &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
         Field { tag: 2, json: "namespaced", shape: Shape::Single, kind: Kind::Bool },
         Field { tag: 3, json: "kind", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 4, json: "verbs", shape: Shape::Single, kind: Kind::Message(455) },
+        Field { tag: 4, json: "verbs", shape: Shape::Single, kind: Kind::Message(462) },
         Field { tag: 5, json: "shortNames", shape: Shape::Repeated, kind: Kind::String },
         Field { tag: 6, json: "singularName", shape: Shape::Single, kind: Kind::String },
         Field { tag: 7, json: "categories", shape: Shape::Repeated, kind: Kind::String },
@@ -2455,11 +2494,11 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIResourceList", fields: &[
         Field { tag: 1, json: "groupVersion", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 2, json: "resources", shape: Shape::Repeated, kind: Kind::Message(419) },
+        Field { tag: 2, json: "resources", shape: Shape::Repeated, kind: Kind::Message(426) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIVersions", fields: &[
         Field { tag: 1, json: "versions", shape: Shape::Repeated, kind: Kind::String },
-        Field { tag: 2, json: "serverAddressByClientCIDRs", shape: Shape::Repeated, kind: Kind::Message(447) },
+        Field { tag: 2, json: "serverAddressByClientCIDRs", shape: Shape::Repeated, kind: Kind::Message(454) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ApplyOptions", fields: &[
         Field { tag: 1, json: "dryRun", shape: Shape::Repeated, kind: Kind::String },
@@ -2481,7 +2520,7 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", fields: &[
         Field { tag: 1, json: "gracePeriodSeconds", shape: Shape::Single, kind: Kind::Int64 },
-        Field { tag: 2, json: "preconditions", shape: Shape::Single, kind: Kind::Message(445) },
+        Field { tag: 2, json: "preconditions", shape: Shape::Single, kind: Kind::Message(452) },
         Field { tag: 3, json: "orphanDependents", shape: Shape::Single, kind: Kind::Bool },
         Field { tag: 4, json: "propagationPolicy", shape: Shape::Single, kind: Kind::String },
         Field { tag: 5, json: "dryRun", shape: Shape::Repeated, kind: Kind::String },
@@ -2523,7 +2562,7 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", fields: &[
         Field { tag: 1, json: "matchLabels", shape: Shape::Map, kind: Kind::String },
-        Field { tag: 2, json: "matchExpressions", shape: Shape::Repeated, kind: Kind::Message(435) },
+        Field { tag: 2, json: "matchExpressions", shape: Shape::Repeated, kind: Kind::Message(442) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", fields: &[
         Field { tag: 1, json: "key", shape: Shape::Single, kind: Kind::String },
@@ -2531,7 +2570,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 3, json: "values", shape: Shape::Repeated, kind: Kind::String },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.List", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::RawJson },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta", fields: &[
@@ -2574,9 +2613,9 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 10, json: "deletionGracePeriodSeconds", shape: Shape::Single, kind: Kind::Int64 },
         Field { tag: 11, json: "labels", shape: Shape::Map, kind: Kind::String },
         Field { tag: 12, json: "annotations", shape: Shape::Map, kind: Kind::String },
-        Field { tag: 13, json: "ownerReferences", shape: Shape::Repeated, kind: Kind::Message(441) },
+        Field { tag: 13, json: "ownerReferences", shape: Shape::Repeated, kind: Kind::Message(448) },
         Field { tag: 14, json: "finalizers", shape: Shape::Repeated, kind: Kind::String },
-        Field { tag: 17, json: "managedFields", shape: Shape::Repeated, kind: Kind::Message(439) },
+        Field { tag: 17, json: "managedFields", shape: Shape::Repeated, kind: Kind::Message(446) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference", fields: &[
         Field { tag: 1, json: "kind", shape: Shape::Single, kind: Kind::String },
@@ -2587,11 +2626,11 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 7, json: "blockOwnerDeletion", shape: Shape::Single, kind: Kind::Bool },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadata", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(440) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(447) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadataList", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
-        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(442) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
+        Field { tag: 2, json: "items", shape: Shape::Repeated, kind: Kind::Message(449) },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.PatchOptions", fields: &[
         Field { tag: 1, json: "dryRun", shape: Shape::Repeated, kind: Kind::String },
@@ -2611,11 +2650,11 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "serverAddress", shape: Shape::Single, kind: Kind::String },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Status", fields: &[
-        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(437) },
+        Field { tag: 1, json: "metadata", shape: Shape::Single, kind: Kind::Message(444) },
         Field { tag: 2, json: "status", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "message", shape: Shape::Single, kind: Kind::String },
         Field { tag: 4, json: "reason", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 5, json: "details", shape: Shape::Single, kind: Kind::Message(450) },
+        Field { tag: 5, json: "details", shape: Shape::Single, kind: Kind::Message(457) },
         Field { tag: 6, json: "code", shape: Shape::Single, kind: Kind::Int32 },
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusCause", fields: &[
@@ -2627,7 +2666,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Field { tag: 1, json: "name", shape: Shape::Single, kind: Kind::String },
         Field { tag: 2, json: "group", shape: Shape::Single, kind: Kind::String },
         Field { tag: 3, json: "kind", shape: Shape::Single, kind: Kind::String },
-        Field { tag: 4, json: "causes", shape: Shape::Repeated, kind: Kind::Message(449) },
+        Field { tag: 4, json: "causes", shape: Shape::Repeated, kind: Kind::Message(456) },
         Field { tag: 5, json: "retryAfterSeconds", shape: Shape::Single, kind: Kind::Int32 },
         Field { tag: 6, json: "uid", shape: Shape::Single, kind: Kind::String },
     ] },

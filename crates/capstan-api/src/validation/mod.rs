@@ -4,7 +4,8 @@
 //! (`pkg/apis/core/validation`, `pkg/apis/apps/validation`, …): `meta` for what every object
 //! shares, `pod` for pods and pod templates, `workloads` for the apps group, `batch`, `service`,
 //! `config` (ConfigMap, Secret), `cluster` (Namespace, Node and other core kinds), `storage`,
-//! `networking`, `rbac` and `autoscaling`. [`validate`] picks the checks by `kind`.
+//! `networking`, `rbac`, `autoscaling`, `policy` (PodDisruptionBudget) and `scheduling`
+//! (PriorityClass). [`validate`] picks the checks by `kind`.
 //!
 //! Objects arrive as JSON already decoded through the typed structs, so field types are right
 //! and unknown fields are gone; what is checked here is what a schema cannot say.
@@ -19,8 +20,10 @@ pub mod meta;
 pub mod names;
 mod networking;
 mod pod;
+mod policy;
 pub(crate) use crate::quantity;
 mod rbac;
+pub mod scheduling;
 mod service;
 mod storage;
 mod workloads;
@@ -76,6 +79,8 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
             rbac::validate_role_binding(object, old, resource.namespaced)
         }
         "HorizontalPodAutoscaler" => autoscaling::validate_horizontal_pod_autoscaler(object),
+        "PodDisruptionBudget" => policy::validate_pod_disruption_budget(object),
+        "PriorityClass" => scheduling::validate_priority_class(object, old),
         // Every served kind is listed above; an unknown one gets the metadata checks only.
         _ => Vec::new(),
     });
@@ -358,6 +363,8 @@ mod tests {
                 json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3}})
             }
             "Binding" => json!({"target": {"kind": "Node", "name": "node-1"}}),
+            "PodDisruptionBudget" => json!({"spec": {"minAvailable": 1, "selector": selector}}),
+            "PriorityClass" => json!({"value": 1000, "description": "for web servers"}),
             _ => json!({}),
         };
         let mut object = spec;

@@ -1590,6 +1590,8 @@ mod tests {
     fn pod(spec: Value) -> Value {
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}, "spec": spec});
         apply_defaults(find("", "v1", "pods").unwrap(), &mut pod);
+        // Pods as stored: admission has added its default tolerations.
+        crate::admission::admit_default_tolerations(&mut pod, &Default::default());
         pod
     }
 

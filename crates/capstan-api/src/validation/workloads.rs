@@ -179,7 +179,7 @@ fn validate_rolling_update(rolling: &Value, path: &FieldPath) -> Vec<FieldError>
 }
 
 /// The number in `3` or `25%`.
-fn int_or_percent(value: &Value) -> Option<i64> {
+pub(super) fn int_or_percent(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.strip_suffix('%').and_then(|n| n.parse().ok()),
@@ -187,7 +187,7 @@ fn int_or_percent(value: &Value) -> Option<i64> {
     }
 }
 
-fn validate_positive_int_or_percent(value: &Value, path: &FieldPath) -> Vec<FieldError> {
+pub(super) fn validate_positive_int_or_percent(value: &Value, path: &FieldPath) -> Vec<FieldError> {
     match value {
         Value::String(s) => is_valid_percent(s)
             .into_iter()

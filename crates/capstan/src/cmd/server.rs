@@ -25,11 +25,37 @@ pub struct Args {
     /// server's own `kubernetes` Service.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
+    /// Seconds that pods tolerate a node's `node.kubernetes.io/not-ready:NoExecute` taint by
+    /// default (the toleration admission adds to pods that have none).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds that pods tolerate a node's `node.kubernetes.io/unreachable:NoExecute` taint by
+    /// default.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// Run the control plane only, without this machine's own node agent.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler (pods then need `spec.nodeName`).
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Do not run the controllers (Deployments, garbage collection, node lifecycle, …).
+    #[arg(long)]
+    disable_controller_manager: bool,
+    /// How long a node may go without a heartbeat before it is marked Unknown and tainted
+    /// unreachable, e.g. `40s`.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
     #[command(flatten)]
     node: super::agent::NodeArgs,
+}
+
+/// A duration as Kubernetes flags take it: `40s`, `5m`, `1m30s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("invalid duration {text:?}: negative"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -46,6 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             listen: args.listen,
             compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
             service_range,
+            default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         };
         let server = capstan_apiserver::start(config)
             .await
@@ -55,6 +83,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             server.address,
             server.kubeconfig_path.display()
         );
+        // Control-plane components run until the server stops; none ends on its own.
+        let mut components = tokio::task::JoinSet::new();
+        if !args.disable_controller_manager {
+            let client = server.local_client("system:kube-controller-manager");
+            components.spawn(capstan_controllers::gc::run(client.clone()));
+            let lifecycle = capstan_controllers::node_lifecycle::NodeLifecycleConfig {
+                grace_period: args.node_monitor_grace_period,
+                ..Default::default()
+            };
+            components.spawn(capstan_controllers::node_lifecycle::run(client, lifecycle));
+        }
         let agent = if args.disable_agent {
             None
         } else {
@@ -99,6 +138,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tokio::select! {
             _ = server.wait() => anyhow::bail!("the server stopped"),
             _ = agent_stopped => anyhow::bail!("the node agent stopped"),
+            Some(ended) = components.join_next() => {
+                anyhow::bail!("a control-plane component stopped: {ended:?}")
+            }
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
