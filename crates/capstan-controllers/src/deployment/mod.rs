@@ -285,7 +285,11 @@ pub async fn sync_deployment<A: Actions>(
     actions: &A,
     now: Timestamp,
 ) -> Result<Action, SyncError> {
-    let syncer = sync::Syncer { actions, now };
+    let syncer = sync::Syncer {
+        actions,
+        now,
+        namespace_replica_sets,
+    };
     let mut d = deployment.clone();
     let d_name = name(&d.metadata).to_string();
 

@@ -20,6 +20,9 @@ use super::*;
 pub struct Syncer<'a, A> {
     pub actions: &'a A,
     pub now: Timestamp,
+    /// Every cached ReplicaSet of the namespace, owned or not: a create refused as
+    /// AlreadyExists is explained by whichever holds the name.
+    pub namespace_replica_sets: &'a [&'a ReplicaSet],
 }
 
 /// Kubernetes' `controller.ComputeHash`: FNV-32a of the template (its canonical JSON here, where
@@ -48,12 +51,12 @@ pub fn compute_hash(template: &PodTemplateSpec, collision_count: Option<i32>) ->
 
 fn without_hash_label(template: &PodTemplateSpec) -> PodTemplateSpec {
     let mut template = template.clone();
-    if let Some(meta) = template.metadata.as_mut() {
-        if let Some(labels) = meta.labels.as_mut() {
-            labels.remove(POD_TEMPLATE_HASH_LABEL);
-            if labels.is_empty() {
-                meta.labels = None;
-            }
+    if let Some(meta) = template.metadata.as_mut()
+        && let Some(labels) = meta.labels.as_mut()
+    {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+        if labels.is_empty() {
+            meta.labels = None;
         }
     }
     template
@@ -503,7 +506,11 @@ impl<A: Actions> Syncer<'_, A> {
             Ok(created) => created,
             Err(ActionError::AlreadyExists(_)) => {
                 // A slow cache or a hash collision: the cached ReplicaSet of that name tells.
-                let Some(existing) = rs_list.iter().find(|rs| name(&rs.metadata) == rs_name) else {
+                let Some(existing) = self
+                    .namespace_replica_sets
+                    .iter()
+                    .find(|rs| name(&rs.metadata) == rs_name)
+                else {
                     return Err(SyncError::NotCachedYet(rs_name));
                 };
                 let ours = controller_of(&existing.metadata)
@@ -514,7 +521,7 @@ impl<A: Actions> Syncer<'_, A> {
                     .and_then(|s| s.template.as_ref())
                     .is_some_and(|t| equal_ignore_hash(t, &template_of(d)));
                 if ours && same {
-                    return Ok(Some(existing.clone()));
+                    return Ok(Some((*existing).clone()));
                 }
                 let status = d.status.get_or_insert_with(Default::default);
                 status.collision_count =
