@@ -356,15 +356,23 @@ where
     let writer = reflector::store::Writer::<K>::default();
     let store = writer.as_reader();
     let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
+    let reader = store.clone();
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(Event::Apply(object)) | Ok(Event::InitApply(object)) => {
-                    handler(Change::Applied(&object))
-                }
+                Ok(Event::Apply(object)) => handler(Change::Applied(&object)),
                 Ok(Event::Delete(object)) => handler(Change::Deleted(&object)),
-                Ok(Event::Init) | Ok(Event::InitDone) => {}
+                // A (re)list replaces the store only at InitDone; handing its objects over then
+                // means a reconcile never reads a store older than what enqueued it. Objects
+                // deleted while the watch was down are not announced: their owners' keys come
+                // from the objects that remain, and reconcilers tolerate missing objects.
+                Ok(Event::InitDone) => {
+                    for object in reader.state() {
+                        handler(Change::Applied(&object));
+                    }
+                }
+                Ok(Event::Init) | Ok(Event::InitApply(_)) => {}
                 Err(error) => tracing::warn!("watch failed, retrying: {error}"),
             }
         }
