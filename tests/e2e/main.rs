@@ -6,6 +6,7 @@ mod harness;
 mod api_server;
 mod clients;
 mod concurrency;
+mod disruption;
 mod durability;
 mod image_pull;
 mod kube_rs;
