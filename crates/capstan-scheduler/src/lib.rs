@@ -12,9 +12,10 @@
 
 pub mod framework;
 pub mod plugins;
-pub mod queue;
 pub mod pod_info;
+pub mod queue;
 pub mod resources;
+pub mod run;
 pub mod schedule;
 pub mod selectors;
 pub mod snapshot;

@@ -158,7 +158,7 @@ impl SchedulingQueue {
         });
     }
 
-    fn to_backoff(&mut self, key: &str, until: Instant) {
+    fn back_off_until(&mut self, key: &str, until: Instant) {
         let generation = self.next_sequence();
         let Some(entry) = self.entries.get_mut(key) else {
             return;
@@ -296,7 +296,7 @@ impl SchedulingQueue {
         entry.last_failure = Some(now);
         if last_event_cycle >= popped_cycle {
             let until = now + backoff_duration(entry.pod.attempts);
-            self.to_backoff(key, until);
+            self.back_off_until(key, until);
         } else {
             entry.place = Place::Unschedulable { since: now };
         }
@@ -310,20 +310,7 @@ impl SchedulingQueue {
         entry.pod.attempts += 1;
         entry.last_failure = Some(now);
         let until = now + backoff_duration(entry.pod.attempts);
-        self.to_backoff(key, until);
-    }
-
-    /// A bound pod whose binding failed comes back to the queue, as a retry.
-    pub fn requeue_after_bind_failure(&mut self, info: Arc<PodInfo>, attempts: u32, now: Instant) {
-        let key = info.key();
-        if !self.entries.contains_key(&key) {
-            self.add_or_update(info);
-        }
-        if let Some(entry) = self.entries.get_mut(&key) {
-            entry.pod.attempts = attempts + 1;
-            entry.place = Place::InFlight { cycle: self.cycle };
-        }
-        self.done_error(&key, now);
+        self.back_off_until(key, until);
     }
 
     fn move_to_active_or_backoff(&mut self, key: &str, now: Instant) {
@@ -334,7 +321,7 @@ impl SchedulingQueue {
             .last_failure
             .map(|at| at + backoff_duration(entry.pod.attempts));
         match until {
-            Some(until) if until > now => self.to_backoff(key, until),
+            Some(until) if until > now => self.back_off_until(key, until),
             _ => self.activate(key),
         }
     }
