@@ -256,3 +256,49 @@ fn an_eviction_waits_for_the_budget_to_allow_a_disruption() {
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("pods \\\"web-1\\\" not found"), "{body}");
 }
+
+#[test]
+fn kubectl_drain_evicts_through_the_budget() {
+    let cluster = Cluster::start();
+    cluster.kubectl_stdin(&["create", "-f", "-"], MANIFESTS);
+    cluster.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n",
+    );
+    cluster.kubectl_stdin(
+        &["create", "-f", "-"],
+        &POD.replace("spec:\n", "spec:\n  nodeName: n1\n"),
+    );
+    cluster.kubectl(&[
+        "patch",
+        "pod",
+        "web-1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ]);
+
+    set_budget_status(&cluster, 0);
+    let refused =
+        cluster.kubectl_output(&["drain", "n1", "--force", "--grace-period=0", "--timeout=3s"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    cluster.kubectl(&["get", "pod", "web-1"]);
+
+    set_budget_status(&cluster, 1);
+    let out = cluster.kubectl(&[
+        "drain",
+        "n1",
+        "--force",
+        "--grace-period=0",
+        "--timeout=30s",
+    ]);
+    assert!(out.contains("pod/web-1 evicted"), "{out}");
+    assert!(out.contains("node/n1 drained"), "{out}");
+}
