@@ -8,6 +8,7 @@ mod clients;
 mod concurrency;
 mod disruption;
 mod durability;
+mod garbage_collection;
 mod image_pull;
 mod kube_rs;
 mod nodes;

@@ -60,10 +60,21 @@ impl Graph {
     /// Adds or replaces an object; returns the uids worth a look because of the change.
     pub fn apply(&mut self, uid: &str, object: GraphObject) -> Vec<String> {
         let previous = self.objects.insert(uid.to_string(), object.clone());
+        let mut attention = Vec::new();
         if let Some(previous) = &previous {
             for owner in &previous.owners {
                 if let Some(set) = self.dependents.get_mut(&owner.uid) {
                     set.remove(uid);
+                }
+                // An owner this object let go of may have been waiting for exactly that.
+                let released = !object.owners.iter().any(|o| o.uid == owner.uid);
+                if released
+                    && self
+                        .objects
+                        .get(&owner.uid)
+                        .is_some_and(|o| o.orphans_dependents() || o.waits_for_dependents())
+                {
+                    attention.push(owner.uid.clone());
                 }
             }
         }
@@ -73,7 +84,6 @@ impl Graph {
                 .or_default()
                 .insert(uid.to_string());
         }
-        let mut attention = Vec::new();
         if object.waits_for_dependents() || object.orphans_dependents() {
             attention.push(uid.to_string());
         }
@@ -585,6 +595,12 @@ impl Collector {
                     .iter()
                     .filter(|o| !owners.contains(&o.uid))
                     .collect();
+                // An empty list is removed, as Kubernetes omits empty lists.
+                let kept = if kept.is_empty() {
+                    json!(null)
+                } else {
+                    json!(kept)
+                };
                 let patch = json!({"metadata": {"ownerReferences": kept}});
                 self.patch(&api, object, &patch).await
             }
@@ -597,6 +613,11 @@ impl Collector {
                     .iter()
                     .filter(|f| *f != finalizer)
                     .collect();
+                let kept = if kept.is_empty() {
+                    json!(null)
+                } else {
+                    json!(kept)
+                };
                 let patch = json!({"metadata": {"finalizers": kept}});
                 self.patch(&api, object, &patch).await
             }
@@ -771,6 +792,14 @@ mod tests {
                 propagation: Propagation::Foreground
             }]
         );
+    }
+
+    #[test]
+    fn the_graph_flags_an_orphaning_owner_once_a_dependent_lets_go_of_it() {
+        let mut graph = Graph::default();
+        graph.apply("rs", object(vec![], &[ORPHAN_FINALIZER], true));
+        graph.apply("p1", object(vec![owner("rs", true)], &[], false));
+        assert_eq!(graph.apply("p1", object(vec![], &[], false)), ["rs"]);
     }
 
     #[test]

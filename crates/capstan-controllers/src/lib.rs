@@ -38,6 +38,7 @@ pub struct ControllersConfig {
     pub replica_set_workers: usize,
     /// Keys reconciled at once by the Deployment controller (`--concurrent-deployment-syncs`).
     pub deployment_workers: usize,
+    pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
 }
 
 impl Default for ControllersConfig {
@@ -45,6 +46,7 @@ impl Default for ControllersConfig {
         ControllersConfig {
             replica_set_workers: 5,
             deployment_workers: 5,
+            node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
         }
     }
 }
@@ -143,6 +145,8 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
     tokio::join!(
         run_workers(replica_sets, rs_queue, config.replica_set_workers),
         run_workers(deployments, d_queue, config.deployment_workers),
+        gc::run(client.clone()),
+        node_lifecycle::run(client, config.node_lifecycle),
     );
     Ok(())
 }

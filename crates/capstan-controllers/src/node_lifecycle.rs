@@ -143,11 +143,13 @@ pub fn desired_taints(node: &Node, now: Timestamp) -> Vec<Taint> {
             taints.push(taint(TAINT_UNREACHABLE, "NoSchedule"));
             taints.push(taint(TAINT_UNREACHABLE, "NoExecute"));
         }
-        // False, or no Ready condition yet: the node is not ready.
-        _ => {
+        Some(_) => {
             taints.push(taint(TAINT_NOT_READY, "NoSchedule"));
             taints.push(taint(TAINT_NOT_READY, "NoExecute"));
         }
+        // Not reported yet: nothing new is scheduled there, but nothing is evicted either
+        // (Kubernetes' TaintNodesByCondition does the same at registration).
+        None => taints.push(taint(TAINT_NOT_READY, "NoSchedule")),
     }
     for (kind, key) in [
         ("MemoryPressure", TAINT_MEMORY_PRESSURE),
@@ -349,7 +351,8 @@ impl NodeLifecycle {
                 self.config.grace_period,
             ) == Health::WentSilent
             {
-                node = self.mark_unknown(&name, now).await?;
+                let never_reported = ready_condition(&node).is_none();
+                node = self.mark_unknown(&name, never_reported, now).await?;
                 self.mark_pods_not_ready(&name).await;
             }
             let desired = desired_taints(&node, now);
@@ -384,15 +387,28 @@ impl NodeLifecycle {
     }
 
     /// Sets the agent's conditions to Unknown, as `tryUpdateNodeHealth` does.
-    async fn mark_unknown(&self, name: &str, now: Timestamp) -> Result<Node, NodeLifecycleError> {
+    async fn mark_unknown(
+        &self,
+        name: &str,
+        never_reported: bool,
+        now: Timestamp,
+    ) -> Result<Node, NodeLifecycleError> {
+        let (reason, message) = if never_reported {
+            (
+                "NodeStatusNeverUpdated",
+                "Kubelet never posted node status.",
+            )
+        } else {
+            ("NodeStatusUnknown", "Kubelet stopped posting node status.")
+        };
         let conditions: Vec<_> = AGENT_CONDITIONS
             .iter()
             .map(|kind| {
                 json!({
                     "type": kind,
                     "status": "Unknown",
-                    "reason": "NodeStatusUnknown",
-                    "message": "Kubelet stopped posting node status.",
+                    "reason": reason,
+                    "message": message,
                     "lastTransitionTime": Time(now),
                 })
             })
@@ -617,6 +633,10 @@ mod tests {
                 "node.kubernetes.io/not-ready:NoExecute",
                 "node.kubernetes.io/unschedulable:NoSchedule"
             ]
+        );
+        assert_eq!(
+            keys(&node(None, false, vec![])),
+            ["node.kubernetes.io/not-ready:NoSchedule"]
         );
         let mut pressured = node(Some(("True", 0)), false, vec![]);
         pressured

@@ -36,8 +36,26 @@ pub struct Args {
     /// Run the control plane only, without this machine's own node agent.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler (pods then need `spec.nodeName`).
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Do not run the controllers (Deployments, garbage collection, node lifecycle, …).
+    #[arg(long)]
+    disable_controller_manager: bool,
+    /// How long a node may go without a heartbeat before it is marked Unknown and tainted
+    /// unreachable, e.g. `40s`.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
     #[command(flatten)]
     node: super::agent::NodeArgs,
+}
+
+/// A duration as Kubernetes flags take it: `40s`, `5m`, `1m30s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    Duration::try_from(parsed).map_err(|_| format!("invalid duration {text:?}: negative"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,6 +83,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             server.address,
             server.kubeconfig_path.display()
         );
+        // Control-plane components run until the server stops; none ends on its own.
+        let mut components = tokio::task::JoinSet::new();
+        if !args.disable_scheduler {
+            let client = server.local_client("system:kube-scheduler");
+            let config = capstan_scheduler::run::SchedulerConfig::default();
+            components.spawn(async move {
+                capstan_scheduler::run::run(client, config)
+                    .await
+                    .map_err(|e| format!("the scheduler stopped: {e}"))
+            });
+        }
+        if !args.disable_controller_manager {
+            let client = server.local_client("system:kube-controller-manager");
+            let mut config = capstan_controllers::ControllersConfig::default();
+            config.node_lifecycle.grace_period = args.node_monitor_grace_period;
+            components.spawn(async move {
+                capstan_controllers::run(client, config)
+                    .await
+                    .map_err(|e| format!("the controllers stopped: {e}"))
+            });
+        }
         let agent = if args.disable_agent {
             None
         } else {
@@ -109,6 +148,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tokio::select! {
             _ = server.wait() => anyhow::bail!("the server stopped"),
             _ = agent_stopped => anyhow::bail!("the node agent stopped"),
+            Some(ended) = components.join_next() => match ended {
+                Ok(Err(message)) => anyhow::bail!("{message}"),
+                other => anyhow::bail!("a control-plane component stopped: {other:?}"),
+            },
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
