@@ -9,7 +9,13 @@ use crate::harness::{Cluster, eventually};
 /// Creates ConfigMap `owner` and `count` dependents `dep-<i>` that point at it.
 fn owner_with_dependents(cluster: &Cluster, count: usize) {
     cluster.kubectl(&["create", "configmap", "owner"]);
-    let uid = cluster.kubectl(&["get", "configmap", "owner", "-o", "jsonpath={.metadata.uid}"]);
+    let uid = cluster.kubectl(&[
+        "get",
+        "configmap",
+        "owner",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
     for i in 0..count {
         let manifest = format!(
             "apiVersion: v1
@@ -73,7 +79,13 @@ fn foreground_deletion_keeps_the_owner_until_its_dependents_are_gone() {
         "-p",
         r#"{"metadata":{"finalizers":["e2e.capstan.dev/hold"]}}"#,
     ]);
-    cluster.kubectl(&["delete", "configmap", "owner", "--cascade=foreground", "--wait=false"]);
+    cluster.kubectl(&[
+        "delete",
+        "configmap",
+        "owner",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
     assert!(
         eventually(Duration::from_secs(10), || !exists(&cluster, "dep-1")),
         "the free dependent was not deleted"
@@ -87,7 +99,10 @@ fn foreground_deletion_keeps_the_owner_until_its_dependents_are_gone() {
     ]);
     assert!(finalizers.contains("foregroundDeletion"), "{finalizers}");
     std::thread::sleep(Duration::from_secs(2));
-    assert!(exists(&cluster, "owner"), "the owner went before its dependent");
+    assert!(
+        exists(&cluster, "owner"),
+        "the owner went before its dependent"
+    );
     cluster.kubectl(&[
         "patch",
         "configmap",
