@@ -122,7 +122,8 @@ fn api_resources_lists_served_kinds_with_short_names() {
 
 #[test]
 fn create_then_get_in_every_output_format() {
-    let cluster = Cluster::start();
+    // The printed status columns are the stored ones, with no controller changing them.
+    let cluster = Cluster::start_with(&["--disable-controller-manager"]);
     let manifest = cluster.write_file("app.yaml", DEPLOYMENT);
     let out = cluster.kubectl(&["create", "-f", path_str(&manifest)]);
     assert!(out.contains("deployment.apps/web created"), "{out}");

@@ -47,17 +47,21 @@ impl Cluster {
     /// Starts a one-node cluster: the server with its built-in agent (node `e2e-node`), the
     /// test images imported, the node Ready.
     pub fn start_with_node() -> Cluster {
-        let cluster = Self::start_inner(
-            &[
-                "--agent-port",
-                "0",
-                "--node-name",
-                "e2e-node",
-                "--eviction-hard",
-                E2E_EVICTION_HARD,
-            ],
-            true,
-        );
+        Self::start_with_node_and(&[])
+    }
+
+    /// `start_with_node` with further server flags.
+    pub fn start_with_node_and(server_args: &[&str]) -> Cluster {
+        let mut args = vec![
+            "--agent-port",
+            "0",
+            "--node-name",
+            "e2e-node",
+            "--eviction-hard",
+            E2E_EVICTION_HARD,
+        ];
+        args.extend_from_slice(server_args);
+        let cluster = Self::start_inner(&args, true);
         cluster.import_test_images();
         assert!(
             eventually(Duration::from_secs(20), || cluster.kubectl(&[

@@ -6,6 +6,7 @@ mod harness;
 mod api_server;
 mod clients;
 mod concurrency;
+mod controllers;
 mod disruption;
 mod durability;
 mod garbage_collection;

@@ -25,7 +25,8 @@ spec:
 
 #[test]
 fn server_side_apply_owns_fields_conflicts_and_forces() {
-    let cluster = Cluster::start();
+    // Only kubectl's managers: the Deployment controller would add its own.
+    let cluster = Cluster::start_with(&["--disable-controller-manager"]);
     let manifest = cluster.write_file("web.yaml", MANIFEST);
     let out = cluster.kubectl(&["apply", "--server-side", "-f", path_str(&manifest)]);
     assert_eq!(out.trim(), "deployment.apps/web serverside-applied");

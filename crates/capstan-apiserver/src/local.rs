@@ -46,8 +46,15 @@ async fn call(
         accept: header(ACCEPT).unwrap_or_default(),
         content_type: header(CONTENT_TYPE),
         body: body.collect().await?.to_bytes(),
+        // kube-rs sends no User-Agent here; the component's name (`kube-scheduler`) names
+        // its field manager, as Kubernetes' components' own user agents do.
+        user_agent: header(USER_AGENT).unwrap_or_else(|| {
+            user.name
+                .strip_prefix("system:")
+                .unwrap_or(&user.name)
+                .to_string()
+        }),
         user,
-        user_agent: header(USER_AGENT).unwrap_or_default(),
     };
     Ok(crate::server::isolate_panics(handler.handle(api_request)).await)
 }

@@ -313,17 +313,24 @@ pub async fn process<R: Reconciler>(reconciler: &R, queue: &WorkQueue<ObjectKey>
             }
         }
         Err(error) => {
-            tracing::warn!(
-                controller = reconciler.name(),
-                %key,
-                failures = queue.failures(&key) + 1,
-                "reconcile failed, retrying with backoff: {error}"
-            );
+            // A write decided from a cache a moment behind meets a conflict now and then and
+            // succeeds on retry: only failures that keep coming are worth a warning.
+            let failures = queue.failures(&key) + 1;
+            if failures > QUIET_FAILURES {
+                tracing::warn!(controller = reconciler.name(), %key, failures,
+                    "reconcile failed, retrying with backoff: {error}");
+            } else {
+                tracing::debug!(controller = reconciler.name(), %key, failures,
+                    "reconcile failed, retrying with backoff: {error}");
+            }
             queue.add_rate_limited(key.clone());
         }
     }
     queue.done(&key);
 }
+
+/// Consecutive failures of one key logged at debug level before they become warnings.
+const QUIET_FAILURES: u32 = 3;
 
 /// A watched object as handlers see it: applied (added or modified) or deleted.
 #[derive(Debug, Clone, Copy)]

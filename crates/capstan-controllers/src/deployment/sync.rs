@@ -63,8 +63,43 @@ fn without_hash_label(template: &PodTemplateSpec) -> PodTemplateSpec {
 }
 
 /// Kubernetes' `EqualIgnoreHash`: are the templates equal apart from `pod-template-hash`?
+///
+/// Compared as Go compares structs, where an absent field and its zero value are the same:
+/// a template that came in as protobuf carries `stdin: false` and `generation: 0`, while the
+/// same template written back by a Go client (`kubectl rollout undo`) omits them.
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    without_hash_label(a) == without_hash_label(b)
+    let json =
+        |t: &PodTemplateSpec| serde_json::to_value(without_hash_label(t)).unwrap_or_default();
+    equal_as_go(&json(a), &json(b))
+}
+
+/// JSON equality where a missing field equals `null`, `false`, `0`, `""`, `[]` and an object
+/// of such values.
+fn equal_as_go(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    fn zero(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.values().all(zero),
+        }
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys()).all(|k| {
+            equal_as_go(
+                x.get(k).unwrap_or(&Value::Null),
+                y.get(k).unwrap_or(&Value::Null),
+            )
+        }),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal_as_go(p, q))
+        }
+        (Value::Null, other) | (other, Value::Null) => zero(other),
+        _ => a == b,
+    }
 }
 
 fn template_of(d: &Deployment) -> PodTemplateSpec {

@@ -576,3 +576,20 @@ async fn orphan_replica_sets_matching_the_selector_are_adopted() {
         )
     );
 }
+
+#[test]
+fn templates_equal_apart_from_zero_values_go_would_omit() {
+    let written_by_go = template("busybox");
+    let mut from_protobuf = serde_json::to_value(&written_by_go).unwrap();
+    from_protobuf["metadata"]["generation"] = serde_json::json!(0);
+    from_protobuf["spec"]["containers"][0]["stdin"] = serde_json::json!(false);
+    from_protobuf["spec"]["hostNetwork"] = serde_json::json!(false);
+    from_protobuf["spec"]["securityContext"] = serde_json::json!({});
+    let from_protobuf: PodTemplateSpec = serde_json::from_value(from_protobuf).unwrap();
+    assert!(sync::equal_ignore_hash(&written_by_go, &from_protobuf));
+    let mut changed = serde_json::to_value(&written_by_go).unwrap();
+    changed["spec"]["containers"][0]["stdin"] = serde_json::json!(true);
+    let changed: PodTemplateSpec = serde_json::from_value(changed).unwrap();
+    assert!(!sync::equal_ignore_hash(&written_by_go, &changed));
+    assert!(!sync::equal_ignore_hash(&written_by_go, &template("nginx")));
+}
