@@ -1,7 +1,8 @@
 //! What the benchmarks share: a `capstan server` started in a temporary directory, HTTPS
 //! clients with the admin certificate, latency percentiles, and process memory readings.
 
-use std::path::Path;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +65,152 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The node the benchmarks' agent registers.
+pub const NODE: &str = "bench-node";
+
+/// A `capstan agent` joined to the server, stopped and cleaned up when dropped.
+pub struct Agent {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Agent {
+    /// Joins node `NODE` to `server` with a fresh token.
+    pub fn start(binary: &Path, server: &Server) -> anyhow::Result<Agent> {
+        let token = Command::new(binary)
+            .args(["token", "create", "--data-dir"])
+            .arg(server.dir.path())
+            .output()?;
+        if !token.status.success() {
+            bail!("token create: {}", String::from_utf8_lossy(&token.stderr));
+        }
+        let token = String::from_utf8(token.stdout)?.trim().to_string();
+        let dir = server.dir.path().join("agent");
+        let mut child = Command::new(binary)
+            .args([
+                "agent",
+                "--server",
+                &format!("https://127.0.0.1:{}", server.port),
+            ])
+            .args([
+                "--token",
+                &token,
+                "--node-name",
+                NODE,
+                "--node-ip",
+                "127.0.0.1",
+            ])
+            .args(["--agent-port", "0", "--data-dir"])
+            .arg(&dir)
+            .env("CAPSTAN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting capstan agent")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        if !line.contains("joined") {
+            bail!("capstan agent did not start: {line}");
+        }
+        Ok(Agent { child, dir })
+    }
+
+    /// PIDs of the shims of this agent's containers.
+    pub fn shims(&self) -> Vec<u32> {
+        let containers = self.dir.join("containers");
+        std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let state: Value =
+                    serde_json::from_slice(&std::fs::read(entry.path().join("state.json")).ok()?)
+                        .ok()?;
+                state["shim_pid"].as_u64().map(|p| p as u32)
+            })
+            .collect()
+    }
+
+    pub fn container_count(&self) -> usize {
+        std::fs::read_dir(self.dir.join("containers")).map_or(0, |d| d.count())
+    }
+}
+
+impl Agent {
+    /// Imports an image archive into the agent's store.
+    pub fn import(&self, binary: &Path, archive: &Path) -> anyhow::Result<()> {
+        let import = Command::new(binary)
+            .args(["image", "--agent-dir"])
+            .arg(&self.dir)
+            .arg("import")
+            .arg(archive)
+            .output()?;
+        if !import.status.success() {
+            bail!("image import: {}", String::from_utf8_lossy(&import.stderr));
+        }
+        Ok(())
+    }
+
+    /// Waits until the agent's Node is registered.
+    pub async fn wait_registered(&self, api: &Api) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while api
+            .send(
+                Method::GET,
+                &format!("/api/v1/nodes/{NODE}"),
+                "application/json",
+                Vec::new(),
+            )
+            .await?
+            .0
+            != 200
+        {
+            if std::time::Instant::now() > deadline {
+                bail!("node {NODE} never registered");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Containers outlive their agent by design: stop them and their shims, then unmount.
+        for entry in std::fs::read_dir(self.dir.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(state) = std::fs::read(entry.path().join("state.json"))
+                && let Ok(state) = serde_json::from_slice::<Value>(&state)
+            {
+                for key in ["pid", "shim_pid"] {
+                    if let Some(pid) = state[key].as_i64() {
+                        let _ = Command::new("kill")
+                            .args(["-9", &pid.to_string()])
+                            .stderr(Stdio::null())
+                            .status();
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.dir.to_string_lossy().to_string();
+        let mut mounts: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in mounts {
+            let _ = Command::new("umount").args(["-l", mount]).status();
+        }
     }
 }
 

@@ -11,9 +11,8 @@
 //! Pods name the node (there is no scheduler yet) and run `sleep 3600`.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use serde_json::{Value, json};
 
-use capstan_bench::{Api, Phase, Server, pss_mib, round, rss_mib};
+use capstan_bench::{Agent, Api, NODE, Phase, Server, pss_mib, round, rss_mib};
 
 #[derive(Parser)]
 #[command(about = "Measures pod startup and the node agent's memory on one node")]
@@ -124,112 +123,6 @@ fn du_kib(dir: &Path) -> u64 {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-const NODE: &str = "bench-node";
-
-/// A `capstan agent` joined to the server, stopped and cleaned up when dropped.
-struct Agent {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Agent {
-    fn start(binary: &Path, server: &Server) -> anyhow::Result<Agent> {
-        let token = Command::new(binary)
-            .args(["token", "create", "--data-dir"])
-            .arg(server.dir.path())
-            .output()?;
-        if !token.status.success() {
-            bail!("token create: {}", String::from_utf8_lossy(&token.stderr));
-        }
-        let token = String::from_utf8(token.stdout)?.trim().to_string();
-        let dir = server.dir.path().join("agent");
-        let mut child = Command::new(binary)
-            .args([
-                "agent",
-                "--server",
-                &format!("https://127.0.0.1:{}", server.port),
-            ])
-            .args([
-                "--token",
-                &token,
-                "--node-name",
-                NODE,
-                "--node-ip",
-                "127.0.0.1",
-            ])
-            .args(["--agent-port", "0", "--data-dir"])
-            .arg(&dir)
-            .env("CAPSTAN_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting capstan agent")?;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        if !line.contains("joined") {
-            bail!("capstan agent did not start: {line}");
-        }
-        Ok(Agent { child, dir })
-    }
-
-    /// PIDs of the shims of this agent's containers.
-    fn shims(&self) -> Vec<u32> {
-        let containers = self.dir.join("containers");
-        std::fs::read_dir(&containers)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let state: Value =
-                    serde_json::from_slice(&std::fs::read(entry.path().join("state.json")).ok()?)
-                        .ok()?;
-                state["shim_pid"].as_u64().map(|p| p as u32)
-            })
-            .collect()
-    }
-
-    fn container_count(&self) -> usize {
-        std::fs::read_dir(self.dir.join("containers")).map_or(0, |d| d.count())
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Containers outlive their agent by design: stop them and their shims, then unmount.
-        for entry in std::fs::read_dir(self.dir.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(state) = std::fs::read(entry.path().join("state.json"))
-                && let Ok(state) = serde_json::from_slice::<Value>(&state)
-            {
-                for key in ["pid", "shim_pid"] {
-                    if let Some(pid) = state[key].as_i64() {
-                        let _ = Command::new("kill")
-                            .args(["-9", &pid.to_string()])
-                            .stderr(Stdio::null())
-                            .status();
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.to_string_lossy().to_string();
-        let mut mounts: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in mounts {
-            let _ = Command::new("umount").args(["-l", mount]).status();
-        }
-    }
 }
 
 fn pod(name: &str) -> Vec<u8> {
@@ -346,33 +239,8 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::start(&args.capstan, &["--disable-agent"])?;
     let api = Arc::new(Api::new(&server.dir.path().join("tls"), server.port, 4)?);
     let agent = Agent::start(&args.capstan, &server)?;
-    let import = Command::new(&args.capstan)
-        .args(["image", "--agent-dir"])
-        .arg(&agent.dir)
-        .arg("import")
-        .arg(&args.image)
-        .output()?;
-    if !import.status.success() {
-        bail!("image import: {}", String::from_utf8_lossy(&import.stderr));
-    }
-    // The node is registered once its agent has written its status.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api
-        .send(
-            Method::GET,
-            &format!("/api/v1/nodes/{NODE}"),
-            "application/json",
-            Vec::new(),
-        )
-        .await?
-        .0
-        != 200
-    {
-        if Instant::now() > deadline {
-            bail!("node {NODE} never registered");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    agent.import(&args.capstan, &args.image)?;
+    agent.wait_registered(&api).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let agent_idle_rss = rss_mib(agent.child.id());
     let agent_idle_pss = pss_mib(agent.child.id());
