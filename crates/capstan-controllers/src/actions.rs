@@ -11,9 +11,11 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
 use kube::{Api, Resource};
 use serde_json::json;
 
@@ -183,6 +185,40 @@ pub trait Actions: Send + Sync + 'static {
         deployment: &Deployment,
     ) -> impl Future<Output = Result<Deployment, ActionError>> + Send;
 
+    /// Writes the status of a Job, guarded by its `resourceVersion`; returns it as stored.
+    fn update_job_status(&self, job: &Job)
+    -> impl Future<Output = Result<Job, ActionError>> + Send;
+
+    /// Creates a Job with a fixed name (a CronJob's); AlreadyExists when the name is taken.
+    fn create_job(
+        &self,
+        namespace: &str,
+        job: &Job,
+    ) -> impl Future<Output = Result<Job, ActionError>> + Send;
+
+    /// Deletes a Job if it still has `uid`, with background propagation: the garbage collector
+    /// deletes its pods afterwards (TTL-after-finished, CronJob history and Replace).
+    fn delete_job(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Writes the status of a CronJob, guarded by its `resourceVersion`.
+    fn update_cron_job_status(
+        &self,
+        cron_job: &CronJob,
+    ) -> impl Future<Output = Result<CronJob, ActionError>> + Send;
+
+    /// Writes the status of a PodDisruptionBudget (the status subresource), guarded by its
+    /// `resourceVersion` so that an allowance the eviction API took meanwhile is never
+    /// overwritten: that write answers Conflict and the budget is recomputed.
+    fn update_pod_disruption_budget_status(
+        &self,
+        budget: &PodDisruptionBudget,
+    ) -> impl Future<Output = Result<PodDisruptionBudget, ActionError>> + Send;
+
     /// Records an event. Best effort and never blocks the reconcile: a lost event changes no
     /// decision.
     fn record_event(&self, event: EventRecord);
@@ -340,6 +376,46 @@ impl Actions for KubeActions {
             .await?)
     }
 
+    async fn update_job_status(&self, job: &Job) -> Result<Job, ActionError> {
+        let api = self.api::<Job>(namespace_of(job));
+        Ok(api
+            .replace_status(name_of(job), &PostParams::default(), job)
+            .await?)
+    }
+
+    async fn create_job(&self, namespace: &str, job: &Job) -> Result<Job, ActionError> {
+        Ok(self
+            .api::<Job>(namespace)
+            .create(&PostParams::default(), job)
+            .await?)
+    }
+
+    async fn delete_job(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ActionError> {
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..delete_with_uid(uid)
+        };
+        self.api::<Job>(namespace).delete(name, &params).await?;
+        Ok(())
+    }
+
+    async fn update_cron_job_status(&self, cron_job: &CronJob) -> Result<CronJob, ActionError> {
+        let api = self.api::<CronJob>(namespace_of(cron_job));
+        Ok(api
+            .replace_status(name_of(cron_job), &PostParams::default(), cron_job)
+            .await?)
+    }
+
+    async fn update_pod_disruption_budget_status(
+        &self,
+        budget: &PodDisruptionBudget,
+    ) -> Result<PodDisruptionBudget, ActionError> {
+        let api = self.api::<PodDisruptionBudget>(namespace_of(budget));
+        Ok(api
+            .replace_status(name_of(budget), &PostParams::default(), budget)
+            .await?)
+    }
+
     fn record_event(&self, record: EventRecord) {
         let namespace = record
             .involved
@@ -407,6 +483,14 @@ pub enum Recorded {
     },
     UpdateDeployment(Deployment),
     UpdateDeploymentStatus(Deployment),
+    UpdatePodDisruptionBudgetStatus(PodDisruptionBudget),
+    UpdateJobStatus(Box<Job>),
+    CreateJob(Box<Job>),
+    DeleteJob {
+        namespace: String,
+        name: String,
+    },
+    UpdateCronJobStatus(Box<CronJob>),
 }
 
 impl Recorded {
@@ -465,6 +549,33 @@ impl Recorded {
                     owners(owner_references)
                 )
             }
+            Recorded::UpdatePodDisruptionBudgetStatus(budget) => {
+                let status = budget.status.clone().unwrap_or_default();
+                let disrupted: Vec<&str> = status
+                    .disrupted_pods
+                    .iter()
+                    .flatten()
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                let condition = status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .find(|c| c.type_ == "DisruptionAllowed")
+                    .map(|c| format!("{}/{}", c.status, c.reason))
+                    .unwrap_or_default();
+                format!(
+                    "update poddisruptionbudget {} status: expected={} desired={} current={} allowed={} disrupted=[{}] observedGeneration={} DisruptionAllowed={}",
+                    name_of(budget),
+                    status.expected_pods,
+                    status.desired_healthy,
+                    status.current_healthy,
+                    status.disruptions_allowed,
+                    disrupted.join(","),
+                    status.observed_generation.unwrap_or(0),
+                    condition
+                )
+            }
             Recorded::UpdateDeployment(d) => format!("update deployment {}", name_of(d)),
             Recorded::UpdateDeploymentStatus(d) => {
                 let status = d.status.clone().unwrap_or_default();
@@ -477,6 +588,50 @@ impl Recorded {
                     status.available_replicas.unwrap_or(0),
                     status.unavailable_replicas.unwrap_or(0),
                     status.observed_generation.unwrap_or(0)
+                )
+            }
+            Recorded::UpdateJobStatus(job) => {
+                let status = job.status.clone().unwrap_or_default();
+                let conditions: Vec<String> = status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .filter(|c| c.status == "True")
+                    .map(|c| match &c.reason {
+                        Some(reason) => format!("{}({reason})", c.type_),
+                        None => c.type_.clone(),
+                    })
+                    .collect();
+                format!(
+                    "update job {} status: active={} ready={} succeeded={} failed={} conditions=[{}]",
+                    name_of(&**job),
+                    status.active.unwrap_or(0),
+                    status.ready.unwrap_or(0),
+                    status.succeeded.unwrap_or(0),
+                    status.failed.unwrap_or(0),
+                    conditions.join(",")
+                )
+            }
+            Recorded::CreateJob(job) => format!("create job {}", name_of(&**job)),
+            Recorded::DeleteJob { name, .. } => format!("delete job {name}"),
+            Recorded::UpdateCronJobStatus(cron_job) => {
+                let status = cron_job.status.clone().unwrap_or_default();
+                let active: Vec<&str> = status
+                    .active
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| r.name.as_deref())
+                    .collect();
+                format!(
+                    "update cronjob {} status: active=[{}] lastSchedule={} lastSuccessful={}",
+                    name_of(&**cron_job),
+                    active.join(","),
+                    status
+                        .last_schedule_time
+                        .map_or("-".to_string(), |t| t.0.to_string()),
+                    status
+                        .last_successful_time
+                        .map_or("-".to_string(), |t| t.0.to_string()),
                 )
             }
         }
@@ -651,6 +806,38 @@ impl Actions for RecordingActions {
     ) -> Result<Deployment, ActionError> {
         self.record(Recorded::UpdateDeploymentStatus(deployment.clone()))?;
         Ok(deployment.clone())
+    }
+
+    async fn update_job_status(&self, job: &Job) -> Result<Job, ActionError> {
+        self.record(Recorded::UpdateJobStatus(Box::new(job.clone())))?;
+        Ok(job.clone())
+    }
+
+    async fn create_job(&self, _namespace: &str, job: &Job) -> Result<Job, ActionError> {
+        self.record(Recorded::CreateJob(Box::new(job.clone())))?;
+        let mut stored = job.clone();
+        stored.metadata.uid = Some(format!("uid-{}", name_of(job)));
+        Ok(stored)
+    }
+
+    async fn delete_job(&self, namespace: &str, name: &str, _uid: &str) -> Result<(), ActionError> {
+        self.record(Recorded::DeleteJob {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    async fn update_cron_job_status(&self, cron_job: &CronJob) -> Result<CronJob, ActionError> {
+        self.record(Recorded::UpdateCronJobStatus(Box::new(cron_job.clone())))?;
+        Ok(cron_job.clone())
+    }
+
+    async fn update_pod_disruption_budget_status(
+        &self,
+        budget: &PodDisruptionBudget,
+    ) -> Result<PodDisruptionBudget, ActionError> {
+        self.record(Recorded::UpdatePodDisruptionBudgetStatus(budget.clone()))?;
+        Ok(budget.clone())
     }
 
     fn record_event(&self, event: EventRecord) {

@@ -5,7 +5,7 @@
 //! - [`actions`]: the effects trait, its kube implementation and the recording fake for tests.
 //! - [`ownership`], [`pods`], [`expectations`]: controller references and claiming, what a pod's
 //!   state means to its controller, and what has been asked but not yet seen.
-//! - [`replicaset`], [`deployment`]: the workload controllers; [`gc`], [`node_lifecycle`]: the
+//! - [`replicaset`], [`deployment`], [`job`]: the workload controllers; [`gc`], [`node_lifecycle`]: the
 //!   garbage collector and the node lifecycle controller.
 //!
 //! [`run`] starts every controller of the crate against a client.
@@ -14,6 +14,7 @@ pub mod actions;
 pub mod deployment;
 pub mod expectations;
 pub mod gc;
+pub mod job;
 pub mod node_lifecycle;
 pub mod ownership;
 pub mod pods;
@@ -23,6 +24,7 @@ pub mod runtime;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::watcher;
@@ -38,6 +40,8 @@ pub struct ControllersConfig {
     pub replica_set_workers: usize,
     /// Keys reconciled at once by the Deployment controller (`--concurrent-deployment-syncs`).
     pub deployment_workers: usize,
+    /// Keys reconciled at once by the Job controller (`--concurrent-job-syncs`).
+    pub job_workers: usize,
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
 }
 
@@ -46,6 +50,7 @@ impl Default for ControllersConfig {
         ControllersConfig {
             replica_set_workers: 5,
             deployment_workers: 5,
+            job_workers: 5,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
         }
     }
@@ -113,11 +118,41 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         let queue = d_queue.clone();
         let deployments = d_store.clone();
         let replica_sets = d_rs_store.clone();
+        watch_into_store(
+            Api::<Pod>::all(client.clone()),
+            all.clone(),
+            move |change| deployment::pod_changed(change, &replica_sets, &deployments, &queue),
+        )
+    };
+
+    // Job controller: Jobs and their pods.
+    let job_queue = WorkQueue::new();
+    let job_expectations = Arc::new(Expectations::new());
+    let (job_store, job_watch) = {
+        let queue = job_queue.clone();
+        watch_into_store(
+            Api::<Job>::all(client.clone()),
+            all.clone(),
+            move |change| job::job_changed(change, &queue),
+        )
+    };
+    let (job_pod_store, job_pod_watch) = {
+        let queue = job_queue.clone();
+        let jobs = job_store.clone();
+        let expectations = job_expectations.clone();
         watch_into_store(Api::<Pod>::all(client.clone()), all, move |change| {
-            deployment::pod_changed(change, &replica_sets, &deployments, &queue)
+            job::pod_changed(change, &jobs, &expectations, &queue)
         })
     };
-    let watches = [rs_watch, rs_pod_watch, d_watch, d_rs_watch, d_pod_watch];
+    let watches = [
+        rs_watch,
+        rs_pod_watch,
+        d_watch,
+        d_rs_watch,
+        d_pod_watch,
+        job_watch,
+        job_pod_watch,
+    ];
     let _abort_watches = AbortOnDrop(watches.iter().map(|w| w.abort_handle()).collect());
 
     for (name, ready) in [
@@ -126,6 +161,8 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         ("Deployment", d_store.wait_until_ready().await),
         ("ReplicaSet", d_rs_store.wait_until_ready().await),
         ("Pod", d_pod_store.wait_until_ready().await),
+        ("Job", job_store.wait_until_ready().await),
+        ("Pod", job_pod_store.wait_until_ready().await),
     ] {
         ready.map_err(|_| RunError::CacheNotReady(name))?;
     }
@@ -140,11 +177,18 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         deployments: d_store,
         replica_sets: d_rs_store,
         pods: d_pod_store,
+        actions: actions.clone(),
+    });
+    let jobs = Arc::new(job::JobController {
+        jobs: job_store,
+        pods: job_pod_store,
         actions,
+        expectations: job_expectations,
     });
     tokio::join!(
         run_workers(replica_sets, rs_queue, config.replica_set_workers),
         run_workers(deployments, d_queue, config.deployment_workers),
+        run_workers(jobs, job_queue, config.job_workers),
         gc::run(client.clone()),
         node_lifecycle::run(client, config.node_lifecycle),
     );
