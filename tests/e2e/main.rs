@@ -11,6 +11,7 @@ mod disruption;
 mod durability;
 mod garbage_collection;
 mod image_pull;
+mod jobs;
 mod kube_rs;
 mod nodes;
 mod openapi;

@@ -1,0 +1,140 @@
+//! The Job controller on real containers: a Job runs its completions a few pods at a time and
+//! completes (`kubectl wait --for=condition=complete`), a Job whose pods fail stops at its
+//! backoff limit, and a finished Job with a TTL is deleted with its pods.
+
+use std::time::Duration;
+
+use crate::harness::{Cluster, eventually};
+
+fn job(name: &str, script: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+{spec}  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: capstan.test/busybox:1
+        command: [sh, -c, '{script}']
+"
+    )
+}
+
+fn job_field(cluster: &Cluster, name: &str, jsonpath: &str) -> String {
+    cluster.kubectl(&["get", "job", name, "-o", &format!("jsonpath={jsonpath}")])
+}
+
+#[test]
+fn a_job_runs_its_completions_two_at_a_time_and_completes() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &job("count", "exit 0", "  completions: 3\n  parallelism: 2\n"),
+    );
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/count",
+        "--timeout=120s",
+    ]);
+    assert_eq!(
+        job_field(
+            &cluster,
+            "count",
+            "{.status.succeeded} {.status.active} {.status.conditions[?(@.type==\"SuccessCriteriaMet\")].status} {.status.conditions[?(@.type==\"Complete\")].status}"
+        ),
+        "3 0 True True"
+    );
+    assert!(!job_field(&cluster, "count", "{.status.startTime}").is_empty());
+    assert!(!job_field(&cluster, "count", "{.status.completionTime}").is_empty());
+    let row = cluster.kubectl(&["get", "jobs", "count", "--no-headers"]);
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[..3], ["count", "Complete", "3/3"], "{row}");
+
+    let pods = cluster.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "batch.kubernetes.io/job-name=count",
+        "-o",
+        "jsonpath={range .items[*]}{.status.phase} {.metadata.ownerReferences[0].kind}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        pods.lines().collect::<Vec<_>>(),
+        ["Succeeded Job"; 3],
+        "{pods}"
+    );
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=count",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        events.lines().filter(|r| *r == "SuccessfulCreate").count(),
+        3,
+        "{events}"
+    );
+    assert!(events.lines().any(|r| r == "Completed"), "{events}");
+
+    // A finished Job with a TTL goes, and its pods with it.
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &job("brief", "exit 0", "  ttlSecondsAfterFinished: 1\n"),
+    );
+    assert!(
+        eventually(Duration::from_secs(90), || {
+            cluster
+                .kubectl(&["get", "jobs", "-o", "name"])
+                .lines()
+                .all(|l| l != "job.batch/brief")
+                && cluster
+                    .kubectl(&["get", "pods", "-l", "job-name=brief", "-o", "name"])
+                    .trim()
+                    .is_empty()
+        }),
+        "the Job past its TTL was not deleted with its pods"
+    );
+}
+
+#[test]
+fn a_job_whose_pods_fail_stops_at_its_backoff_limit() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &job("doomed", "exit 1", "  backoffLimit: 1\n"),
+    );
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=failed",
+        "job/doomed",
+        "--timeout=120s",
+    ]);
+    assert_eq!(
+        job_field(
+            &cluster,
+            "doomed",
+            "{.status.failed} {.status.active} {.status.conditions[?(@.type==\"Failed\")].reason}"
+        ),
+        "2 0 BackoffLimitExceeded"
+    );
+    assert_eq!(
+        job_field(
+            &cluster,
+            "doomed",
+            "{.status.conditions[?(@.type==\"Failed\")].message}"
+        ),
+        "Job has reached the specified backoff limit"
+    );
+    let row = cluster.kubectl(&["get", "jobs", "doomed", "--no-headers"]);
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[..3], ["doomed", "Failed", "0/1"], "{row}");
+    let pods = cluster.kubectl(&["get", "pods", "-l", "job-name=doomed", "-o", "name"]);
+    assert_eq!(pods.lines().count(), 2, "one pod and one retry: {pods}");
+}
