@@ -7,11 +7,13 @@
 //!   state means to its controller, and what has been asked but not yet seen.
 //! - [`replicaset`], [`deployment`], [`job`]: the workload controllers; [`gc`], [`node_lifecycle`]: the
 //!   garbage collector and the node lifecycle controller.
+//! - [`disruption`]: keeps PodDisruptionBudget status current for the eviction API.
 //!
 //! [`run`] starts every controller of the crate against a client.
 
 pub mod actions;
 pub mod deployment;
+pub mod disruption;
 pub mod expectations;
 pub mod gc;
 pub mod job;
@@ -190,6 +192,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         run_workers(deployments, d_queue, config.deployment_workers),
         run_workers(jobs, job_queue, config.job_workers),
         gc::run(client.clone()),
+        disruption::run(client.clone()),
         node_lifecycle::run(client, config.node_lifecycle),
     );
     Ok(())
