@@ -1,6 +1,7 @@
 //! The Job controller on real containers: a Job runs its completions a few pods at a time and
 //! completes (`kubectl wait --for=condition=complete`), a Job whose pods fail stops at its
-//! backoff limit, and a finished Job with a TTL is deleted with its pods.
+//! backoff limit, a finished Job with a TTL is deleted with its pods, and `kubectl create job
+//! --from=cronjob/x` runs a CronJob's template once (schedules themselves are unit-tested).
 
 use std::time::Duration;
 
@@ -137,4 +138,46 @@ fn a_job_whose_pods_fail_stops_at_its_backoff_limit() {
     assert_eq!(columns[..3], ["doomed", "Failed", "0/1"], "{row}");
     let pods = cluster.kubectl(&["get", "pods", "-l", "job-name=doomed", "-o", "name"]);
     assert_eq!(pods.lines().count(), 2, "one pod and one retry: {pods}");
+}
+
+#[test]
+fn a_job_created_from_a_cron_job_runs_to_completion() {
+    let cluster = Cluster::start_with_node();
+    // Once a year: the controller schedules nothing during the test, only the manual run.
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: nightly
+spec:
+  schedule: '0 0 1 1 *'
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: main
+            image: capstan.test/busybox:1
+            command: [sh, -c, 'exit 0']
+",
+    );
+    cluster.kubectl(&["create", "job", "manual", "--from=cronjob/nightly"]);
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/manual",
+        "--timeout=120s",
+    ]);
+    assert_eq!(
+        job_field(
+            &cluster,
+            "manual",
+            "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {.status.succeeded}"
+        ),
+        "CronJob/nightly 1"
+    );
+    let row = cluster.kubectl(&["get", "cronjobs", "nightly", "--no-headers"]);
+    assert!(row.starts_with("nightly"), "{row}");
 }

@@ -5,13 +5,14 @@
 //! - [`actions`]: the effects trait, its kube implementation and the recording fake for tests.
 //! - [`ownership`], [`pods`], [`expectations`]: controller references and claiming, what a pod's
 //!   state means to its controller, and what has been asked but not yet seen.
-//! - [`replicaset`], [`deployment`], [`job`]: the workload controllers; [`gc`], [`node_lifecycle`]: the
+//! - [`replicaset`], [`deployment`], [`job`], [`cronjob`]: the workload controllers; [`gc`], [`node_lifecycle`]: the
 //!   garbage collector and the node lifecycle controller.
 //! - [`disruption`]: keeps PodDisruptionBudget status current for the eviction API.
 //!
 //! [`run`] starts every controller of the crate against a client.
 
 pub mod actions;
+pub mod cronjob;
 pub mod deployment;
 pub mod disruption;
 pub mod expectations;
@@ -26,7 +27,7 @@ pub mod runtime;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::watcher;
@@ -44,6 +45,8 @@ pub struct ControllersConfig {
     pub deployment_workers: usize,
     /// Keys reconciled at once by the Job controller (`--concurrent-job-syncs`).
     pub job_workers: usize,
+    /// Keys reconciled at once by the CronJob controller (`--concurrent-cron-job-syncs`).
+    pub cron_job_workers: usize,
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
 }
 
@@ -53,6 +56,7 @@ impl Default for ControllersConfig {
             replica_set_workers: 5,
             deployment_workers: 5,
             job_workers: 5,
+            cron_job_workers: 5,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
         }
     }
@@ -142,8 +146,27 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         let queue = job_queue.clone();
         let jobs = job_store.clone();
         let expectations = job_expectations.clone();
-        watch_into_store(Api::<Pod>::all(client.clone()), all, move |change| {
-            job::pod_changed(change, &jobs, &expectations, &queue)
+        watch_into_store(
+            Api::<Pod>::all(client.clone()),
+            all.clone(),
+            move |change| job::pod_changed(change, &jobs, &expectations, &queue),
+        )
+    };
+
+    // CronJob controller: CronJobs and their Jobs.
+    let cj_queue = WorkQueue::new();
+    let (cj_store, cj_watch) = {
+        let queue = cj_queue.clone();
+        watch_into_store(
+            Api::<CronJob>::all(client.clone()),
+            all.clone(),
+            move |change| cronjob::cron_job_changed(change, &queue),
+        )
+    };
+    let (cj_job_store, cj_job_watch) = {
+        let queue = cj_queue.clone();
+        watch_into_store(Api::<Job>::all(client.clone()), all, move |change| {
+            cronjob::job_changed(change, &queue)
         })
     };
     let watches = [
@@ -154,6 +177,8 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         d_pod_watch,
         job_watch,
         job_pod_watch,
+        cj_watch,
+        cj_job_watch,
     ];
     let _abort_watches = AbortOnDrop(watches.iter().map(|w| w.abort_handle()).collect());
 
@@ -165,6 +190,8 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         ("Pod", d_pod_store.wait_until_ready().await),
         ("Job", job_store.wait_until_ready().await),
         ("Pod", job_pod_store.wait_until_ready().await),
+        ("CronJob", cj_store.wait_until_ready().await),
+        ("Job", cj_job_store.wait_until_ready().await),
     ] {
         ready.map_err(|_| RunError::CacheNotReady(name))?;
     }
@@ -184,13 +211,19 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
     let jobs = Arc::new(job::JobController {
         jobs: job_store,
         pods: job_pod_store,
-        actions,
+        actions: actions.clone(),
         expectations: job_expectations,
+    });
+    let cron_jobs = Arc::new(cronjob::CronJobController {
+        cron_jobs: cj_store,
+        jobs: cj_job_store,
+        actions,
     });
     tokio::join!(
         run_workers(replica_sets, rs_queue, config.replica_set_workers),
         run_workers(deployments, d_queue, config.deployment_workers),
         run_workers(jobs, job_queue, config.job_workers),
+        run_workers(cron_jobs, cj_queue, config.cron_job_workers),
         gc::run(client.clone()),
         disruption::run(client.clone()),
         node_lifecycle::run(client, config.node_lifecycle),
