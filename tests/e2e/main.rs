@@ -8,6 +8,7 @@ mod clients;
 mod concurrency;
 mod controllers;
 mod disruption;
+mod disruption_controller;
 mod durability;
 mod garbage_collection;
 mod image_pull;
