@@ -133,9 +133,9 @@ fn after_or_zero(a: Option<Timestamp>, b: Option<Timestamp>) -> Ordering {
 }
 
 /// `LogarithmicScaleDown`: times are compared by the base-2 logarithm of their age in
-/// nanoseconds, so pods of similar age rank equal and the tie is broken by uid (spreading
-/// deletions instead of always picking the very newest).
-fn logarithmic_order(a: Timestamp, b: Timestamp, now: Timestamp, pods: (&Pod, &Pod)) -> Ordering {
+/// nanoseconds, so pods of similar age rank equal; the tie is broken by uid at the very end of
+/// [`deletion_order`] (spreading deletions instead of always picking the very newest).
+fn logarithmic_order(a: Timestamp, b: Timestamp, now: Timestamp) -> Ordering {
     fn rank(t: Timestamp, now: Timestamp) -> i64 {
         let age = now.duration_since(t).as_nanos();
         if age > 0 {
@@ -144,21 +144,14 @@ fn logarithmic_order(a: Timestamp, b: Timestamp, now: Timestamp, pods: (&Pod, &P
             -1
         }
     }
-    match rank(a, now).cmp(&rank(b, now)) {
-        Ordering::Equal => pods.0.metadata.uid.cmp(&pods.1.metadata.uid),
-        other => other,
-    }
+    rank(a, now).cmp(&rank(b, now))
 }
 
-fn time_order(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    now: Timestamp,
-    pods: (&Pod, &Pod),
-) -> Ordering {
+/// Each step compares one key per pod, so that the steps together are a total order, as
+/// sorting needs (a tie broken inside one step, as Go's `Less` may, is not transitive).
+fn time_order(a: Option<Timestamp>, b: Option<Timestamp>, now: Timestamp) -> Ordering {
     match (a, b) {
-        (Some(a), Some(b)) if a != b => logarithmic_order(a, b, now, pods),
-        (Some(_), Some(_)) => Ordering::Equal,
+        (Some(a), Some(b)) => logarithmic_order(a, b, now),
         _ => after_or_zero(a, b),
     }
 }
@@ -203,7 +196,7 @@ fn deletion_order(a: (&Pod, usize), b: (&Pod, usize), now: Timestamp) -> Orderin
     }
     // 6. Ready for less time first.
     if is_ready(pa) && is_ready(pb) {
-        let by_ready_time = time_order(ready_since(pa), ready_since(pb), now, (pa, pb));
+        let by_ready_time = time_order(ready_since(pa), ready_since(pb), now);
         if by_ready_time != Ordering::Equal {
             return by_ready_time;
         }
@@ -215,9 +208,9 @@ fn deletion_order(a: (&Pod, usize), b: (&Pod, usize), now: Timestamp) -> Orderin
     if by_restarts != Ordering::Equal {
         return by_restarts;
     }
-    // 8. Newer first (missing creation time first).
+    // 8. Newer first (missing creation time first), then by uid.
     let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    time_order(created(pa), created(pb), now, (pa, pb))
+    time_order(created(pa), created(pb), now).then_with(|| pa.metadata.uid.cmp(&pb.metadata.uid))
 }
 
 /// The `count` pods to delete first among `pods`, ranking pods that share a node with more
@@ -282,6 +275,34 @@ pub(crate) mod tests {
             ..PodStatus::default()
         });
         pod
+    }
+
+    #[test]
+    fn the_deletion_order_is_a_total_order_even_with_equal_times() {
+        // Many pods with a few distinct creation and ready times: a comparator that breaks
+        // ties inside one step is not transitive here, and sorting panics on that.
+        let pods: Vec<Pod> = (0..40)
+            .map(|i| {
+                let mut p = pod(&format!("p{i:02}"), "n", "Running", Some(100 + (i % 3) * 7));
+                p.metadata.creation_timestamp = Some(Time(at((i % 4) * 1000)));
+                p
+            })
+            .collect();
+        let ranked: Vec<(&Pod, usize)> = pods.iter().map(|p| (p, 1)).collect();
+        let now = at(100_000);
+        for a in &ranked {
+            for b in &ranked {
+                for c in &ranked {
+                    let ab = deletion_order(*a, *b, now);
+                    let bc = deletion_order(*b, *c, now);
+                    if ab != Ordering::Greater && bc != Ordering::Greater {
+                        assert_ne!(deletion_order(*a, *c, now), Ordering::Greater);
+                    }
+                }
+            }
+        }
+        let all: Vec<&Pod> = pods.iter().collect();
+        assert_eq!(pods_to_delete(&all, &all, 40, now).len(), 40);
     }
 
     fn restarts(mut pod: Pod, count: i32) -> Pod {
