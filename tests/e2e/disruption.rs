@@ -190,7 +190,8 @@ fn the_toleration_seconds_follow_the_server_flags() {
 
 #[test]
 fn an_eviction_waits_for_the_budget_to_allow_a_disruption() {
-    let cluster = Cluster::start();
+    // The budget's status is set by hand here: no disruption controller to overwrite it.
+    let cluster = Cluster::start_with(&["--disable-controller-manager"]);
     // kubectl drain looks the subresource up in discovery before it evicts anything.
     let (code, discovery) = cluster.curl(true, &[], "/api/v1");
     assert_eq!(code, 200);
@@ -259,7 +260,8 @@ fn an_eviction_waits_for_the_budget_to_allow_a_disruption() {
 
 #[test]
 fn kubectl_drain_evicts_through_the_budget() {
-    let cluster = Cluster::start();
+    // The budget's status is set by hand here: no disruption controller to overwrite it.
+    let cluster = Cluster::start_with(&["--disable-controller-manager"]);
     cluster.kubectl_stdin(&["create", "-f", "-"], MANIFESTS);
     cluster.kubectl_stdin(
         &["create", "-f", "-"],
