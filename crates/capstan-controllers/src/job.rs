@@ -28,7 +28,7 @@ use kube::runtime::reflector::Store;
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
 use crate::ownership::{
-    controller_of, controller_ref, plan_claim, selector_of, selects, with_controller_ref,
+    controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of, with_controller_ref,
     without_owner,
 };
 use crate::pods::{is_active, is_ready, pods_to_delete};
@@ -90,12 +90,7 @@ impl<A: Actions> Reconciler for JobController<A> {
             self.expectations.forget(key);
             return Ok(Action::AwaitChange);
         };
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|pod| pod.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
-            .collect();
+        let pods = pods_in(&self.pods, &key.namespace);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
         sync_job(
             &job,
@@ -121,31 +116,7 @@ pub fn pod_changed(
     expectations: &Expectations,
     queue: &WorkQueue<ObjectKey>,
 ) {
-    let pod = change.object();
-    if let Some(uid) = pod.metadata.uid.as_deref() {
-        expectations.observe(uid);
-    }
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    match controller_of(&pod.metadata) {
-        Some(reference) => {
-            if reference.kind == "Job" && reference.api_version.starts_with("batch/") {
-                queue.add(ObjectKey::new(namespace, reference.name.clone()));
-            }
-        }
-        None => {
-            if matches!(change, Change::Deleted(_)) || pod.metadata.deletion_timestamp.is_some() {
-                return;
-            }
-            for job in jobs.state() {
-                if job.metadata.namespace.as_deref() != Some(namespace.as_str()) {
-                    continue;
-                }
-                if job_selector(&job).is_ok_and(|s| selects(&s, &pod.metadata)) {
-                    queue.add(ObjectKey::of(&*job));
-                }
-            }
-        }
-    }
+    enqueue_pod_owner(change, "batch/", jobs, job_selector, expectations, queue);
 }
 
 fn name(meta: &ObjectMeta) -> &str {

@@ -8,9 +8,14 @@
 use std::collections::BTreeMap;
 
 use capstan_api::selector::LabelSelector;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{self as metav1, ObjectMeta, OwnerReference};
 use kube::Resource;
+use kube::runtime::reflector::Store;
 use serde_json::{Map, Value};
+
+use crate::expectations::Expectations;
+use crate::runtime::{Change, ObjectKey, WorkQueue};
 
 /// The owner reference with `controller: true`, if any (Kubernetes' `GetControllerOf`).
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
@@ -123,6 +128,51 @@ pub fn without_owner(meta: &ObjectMeta, owner_uid: &str) -> Vec<OwnerReference> 
         .filter(|r| r.uid != owner_uid)
         .cloned()
         .collect()
+}
+
+/// The cached pods of `namespace`, for a controller that owns pods (ReplicaSet, Job).
+pub fn pods_in(pods: &Store<Pod>, namespace: &str) -> Vec<std::sync::Arc<Pod>> {
+    pods.state()
+        .into_iter()
+        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
+        .collect()
+}
+
+/// The pod event handler of a controller that owns pods: marks the pod's creation as observed,
+/// then reconciles the owner of `kind` (in API group `group`) that controls the pod, or, for a
+/// live orphan, every owner in its namespace whose selector would adopt it.
+pub fn enqueue_pod_owner<K: Resource<DynamicType = ()> + Clone>(
+    change: Change<'_, Pod>,
+    group: &str,
+    owners: &Store<K>,
+    selector: impl Fn(&K) -> Result<LabelSelector, String>,
+    expectations: &Expectations,
+    queue: &WorkQueue<ObjectKey>,
+) {
+    let pod = change.object();
+    if let Some(uid) = pod.metadata.uid.as_deref() {
+        expectations.observe(uid);
+    }
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    match controller_of(&pod.metadata) {
+        Some(reference) => {
+            if reference.kind == K::kind(&()) && reference.api_version.starts_with(group) {
+                queue.add(ObjectKey::new(namespace, reference.name.clone()));
+            }
+        }
+        None => {
+            if matches!(change, Change::Deleted(_)) || pod.metadata.deletion_timestamp.is_some() {
+                return;
+            }
+            for owner in owners.state() {
+                if owner.meta().namespace.as_deref() == Some(namespace.as_str())
+                    && selector(&owner).is_ok_and(|s| selects(&s, &pod.metadata))
+                {
+                    queue.add(ObjectKey::of(&*owner));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use kube::runtime::reflector::Store;
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
 use crate::ownership::{
-    controller_of, controller_ref, plan_claim, selector_of, selects, with_controller_ref,
+    controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of, with_controller_ref,
     without_owner,
 };
 use crate::pods::{available_from, is_active, is_available, is_ready, pods_to_delete};
@@ -80,12 +80,7 @@ impl<A: Actions> Reconciler for ReplicaSetController<A> {
             self.expectations.forget(key);
             return Ok(Action::AwaitChange);
         };
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|pod| pod.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
-            .collect();
+        let pods = pods_in(&self.pods, &key.namespace);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
         sync_replica_set(
             &replica_set,
@@ -111,32 +106,14 @@ pub fn pod_changed(
     expectations: &Expectations,
     queue: &WorkQueue<ObjectKey>,
 ) {
-    let pod = change.object();
-    if let Some(uid) = pod.metadata.uid.as_deref() {
-        expectations.observe(uid);
-    }
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    match controller_of(&pod.metadata) {
-        Some(reference) => {
-            if reference.kind == "ReplicaSet" && reference.api_version.starts_with("apps/") {
-                queue.add(ObjectKey::new(namespace, reference.name.clone()));
-            }
-        }
-        None => {
-            if matches!(change, Change::Deleted(_)) || pod.metadata.deletion_timestamp.is_some() {
-                return;
-            }
-            for replica_set in replica_sets.state() {
-                if replica_set.metadata.namespace.as_deref() != Some(namespace.as_str()) {
-                    continue;
-                }
-                let selector = replica_set.spec.as_ref().map(|s| &s.selector);
-                if selector_of(selector).is_ok_and(|s| selects(&s, &pod.metadata)) {
-                    queue.add(ObjectKey::of(&*replica_set));
-                }
-            }
-        }
-    }
+    enqueue_pod_owner(
+        change,
+        "apps/",
+        replica_sets,
+        |rs| selector_of(rs.spec.as_ref().map(|s| &s.selector)),
+        expectations,
+        queue,
+    );
 }
 
 fn desired_replicas(replica_set: &ReplicaSet) -> i32 {
