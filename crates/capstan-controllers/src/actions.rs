@@ -241,6 +241,21 @@ impl KubeActions {
     ) -> Api<K> {
         Api::namespaced(self.client.clone(), namespace)
     }
+
+    /// Replaces `object`'s status, guarded by the resourceVersion it carries.
+    async fn replace_status<K>(&self, object: &K) -> Result<K, ActionError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Ok(self
+            .api::<K>(namespace_of(object))
+            .replace_status(name_of(object), &PostParams::default(), object)
+            .await?)
+    }
 }
 
 fn namespace_of<K: Resource>(object: &K) -> &str {
@@ -325,10 +340,7 @@ impl Actions for KubeActions {
         &self,
         replica_set: &ReplicaSet,
     ) -> Result<ReplicaSet, ActionError> {
-        let api = self.api::<ReplicaSet>(namespace_of(replica_set));
-        Ok(api
-            .replace_status(name_of(replica_set), &PostParams::default(), replica_set)
-            .await?)
+        self.replace_status(replica_set).await
     }
 
     async fn delete_replica_set(
@@ -370,17 +382,11 @@ impl Actions for KubeActions {
         &self,
         deployment: &Deployment,
     ) -> Result<Deployment, ActionError> {
-        let api = self.api::<Deployment>(namespace_of(deployment));
-        Ok(api
-            .replace_status(name_of(deployment), &PostParams::default(), deployment)
-            .await?)
+        self.replace_status(deployment).await
     }
 
     async fn update_job_status(&self, job: &Job) -> Result<Job, ActionError> {
-        let api = self.api::<Job>(namespace_of(job));
-        Ok(api
-            .replace_status(name_of(job), &PostParams::default(), job)
-            .await?)
+        self.replace_status(job).await
     }
 
     async fn create_job(&self, namespace: &str, job: &Job) -> Result<Job, ActionError> {
@@ -400,20 +406,14 @@ impl Actions for KubeActions {
     }
 
     async fn update_cron_job_status(&self, cron_job: &CronJob) -> Result<CronJob, ActionError> {
-        let api = self.api::<CronJob>(namespace_of(cron_job));
-        Ok(api
-            .replace_status(name_of(cron_job), &PostParams::default(), cron_job)
-            .await?)
+        self.replace_status(cron_job).await
     }
 
     async fn update_pod_disruption_budget_status(
         &self,
         budget: &PodDisruptionBudget,
     ) -> Result<PodDisruptionBudget, ActionError> {
-        let api = self.api::<PodDisruptionBudget>(namespace_of(budget));
-        Ok(api
-            .replace_status(name_of(budget), &PostParams::default(), budget)
-            .await?)
+        self.replace_status(budget).await
     }
 
     fn record_event(&self, record: EventRecord) {
