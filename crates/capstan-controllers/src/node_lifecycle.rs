@@ -11,14 +11,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+
+use crate::actions::{Actions, EventRecord, KubeActions};
+use crate::runtime::watch_into_store;
 use serde_json::json;
 
 /// Taint keys the controller owns (`k8s.io/api/core/v1` well-known taints).
@@ -273,34 +275,16 @@ pub enum NodeLifecycleError {
 
 /// Runs the controller until the task is dropped.
 pub async fn run(client: kube::Client, config: NodeLifecycleConfig) {
-    let nodes_api: Api<Node> = Api::all(client.clone());
-    let leases_api: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let pods_api: Api<Pod> = Api::all(client.clone());
-    let (nodes, nodes_writer) = reflector::store();
-    let (leases, leases_writer) = reflector::store();
-    let (pods, pods_writer) = reflector::store();
-    let watch_config = watcher::Config::default();
-    let reflect = |stream: futures_util::stream::BoxStream<'static, _>| {
-        tokio::spawn(stream.for_each(|_| async {}))
-    };
-    let _node_watch = reflect(
-        reflector::reflector(nodes_writer, watcher(nodes_api, watch_config.clone()))
-            .default_backoff()
-            .map(|_| ())
-            .boxed(),
+    // Plain caches: the controller looks at all of them once per monitor period.
+    let config_all = watcher::Config::default();
+    let (nodes, _node_watch) =
+        watch_into_store(Api::<Node>::all(client.clone()), config_all.clone(), |_| {});
+    let (leases, _lease_watch) = watch_into_store(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        config_all.clone(),
+        |_| {},
     );
-    let _lease_watch = reflect(
-        reflector::reflector(leases_writer, watcher(leases_api, watch_config.clone()))
-            .default_backoff()
-            .map(|_| ())
-            .boxed(),
-    );
-    let _pod_watch = reflect(
-        reflector::reflector(pods_writer, watcher(pods_api, watch_config))
-            .default_backoff()
-            .map(|_| ())
-            .boxed(),
-    );
+    let (pods, _pod_watch) = watch_into_store(Api::<Pod>::all(client.clone()), config_all, |_| {});
     let _ = nodes.wait_until_ready().await;
     let _ = leases.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;
@@ -471,7 +455,12 @@ impl NodeLifecycle {
         let _ = pods
             .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await;
-        self.record_eviction(pod, &namespace, &name).await;
+        KubeActions::new(self.client.clone()).record_event(EventRecord::normal(
+            "taint-eviction-controller",
+            pod,
+            "TaintManagerEviction",
+            format!("Marking for deletion Pod {namespace}/{name}"),
+        ));
         tracing::info!("taint manager: evicting pod {namespace}/{name}");
         match pods.delete(&name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
@@ -481,30 +470,6 @@ impl NodeLifecycle {
                 name,
                 source,
             }),
-        }
-    }
-
-    async fn record_eviction(&self, pod: &Pod, namespace: &str, name: &str) {
-        let events: Api<k8s_openapi::api::core::v1::Event> =
-            Api::namespaced(self.client.clone(), namespace);
-        let now = Time(Timestamp::now());
-        let event = json!({
-            "metadata": {"generateName": format!("{name}.")},
-            "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": namespace,
-                "name": name, "uid": pod.metadata.uid},
-            "reason": "TaintManagerEviction",
-            "message": format!("Marking for deletion Pod {namespace}/{name}"),
-            "type": "Normal",
-            "source": {"component": "taint-eviction-controller"},
-            "reportingComponent": "taint-eviction-controller",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        });
-        if let Ok(event) = serde_json::from_value(event)
-            && let Err(e) = events.create(&PostParams::default(), &event).await
-        {
-            tracing::debug!("recording the eviction of {namespace}/{name}: {e}");
         }
     }
 }
