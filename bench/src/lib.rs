@@ -211,6 +211,28 @@ impl Drop for Agent {
         for mount in mounts {
             let _ = Command::new("umount").args(["-l", mount]).status();
         }
+        // The agent removes a pod's cgroups when it deletes the pod; pods still there when
+        // the benchmark stops (or fails) leave theirs behind unless removed here.
+        for pod in std::fs::read_dir(self.dir.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let relative = format!("capstan/pod{}", pod.file_name().to_string_lossy());
+            for root in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let dir = root.path().join(&relative);
+                if dir.is_dir() {
+                    let _ = Command::new("find")
+                        .arg(&dir)
+                        .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                        .status();
+                }
+            }
+        }
     }
 }
 
