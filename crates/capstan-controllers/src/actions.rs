@@ -10,7 +10,9 @@
 use std::future::Future;
 use std::sync::Mutex;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -219,6 +221,42 @@ pub trait Actions: Send + Sync + 'static {
         budget: &PodDisruptionBudget,
     ) -> impl Future<Output = Result<PodDisruptionBudget, ActionError>> + Send;
 
+    /// Writes the status of a DaemonSet, guarded by its `resourceVersion`.
+    fn update_daemon_set_status(
+        &self,
+        daemon_set: &DaemonSet,
+    ) -> impl Future<Output = Result<DaemonSet, ActionError>> + Send;
+
+    /// Writes the status of a StatefulSet, guarded by its `resourceVersion`.
+    fn update_stateful_set_status(
+        &self,
+        stateful_set: &StatefulSet,
+    ) -> impl Future<Output = Result<StatefulSet, ActionError>> + Send;
+
+    /// Creates a ControllerRevision with a fixed name (a DaemonSet's or StatefulSet's template
+    /// history); AlreadyExists when the name is taken.
+    fn create_controller_revision(
+        &self,
+        namespace: &str,
+        revision: &ControllerRevision,
+    ) -> impl Future<Output = Result<ControllerRevision, ActionError>> + Send;
+
+    /// Writes a ControllerRevision's `revision` number (a rollback to an earlier template makes
+    /// its revision the newest), guarded by its `resourceVersion`.
+    fn update_controller_revision(
+        &self,
+        revision: &ControllerRevision,
+    ) -> impl Future<Output = Result<ControllerRevision, ActionError>> + Send;
+
+    /// Deletes a ControllerRevision if it still has `uid` (history beyond
+    /// `revisionHistoryLimit`).
+    fn delete_controller_revision(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
     /// Records an event. Best effort and never blocks the reconcile: a lost event changes no
     /// decision.
     fn record_event(&self, event: EventRecord);
@@ -416,6 +454,53 @@ impl Actions for KubeActions {
         self.replace_status(budget).await
     }
 
+    async fn update_daemon_set_status(
+        &self,
+        daemon_set: &DaemonSet,
+    ) -> Result<DaemonSet, ActionError> {
+        self.replace_status(daemon_set).await
+    }
+
+    async fn update_stateful_set_status(
+        &self,
+        stateful_set: &StatefulSet,
+    ) -> Result<StatefulSet, ActionError> {
+        self.replace_status(stateful_set).await
+    }
+
+    async fn create_controller_revision(
+        &self,
+        namespace: &str,
+        revision: &ControllerRevision,
+    ) -> Result<ControllerRevision, ActionError> {
+        Ok(self
+            .api::<ControllerRevision>(namespace)
+            .create(&PostParams::default(), revision)
+            .await?)
+    }
+
+    async fn update_controller_revision(
+        &self,
+        revision: &ControllerRevision,
+    ) -> Result<ControllerRevision, ActionError> {
+        Ok(self
+            .api::<ControllerRevision>(namespace_of(revision))
+            .replace(name_of(revision), &PostParams::default(), revision)
+            .await?)
+    }
+
+    async fn delete_controller_revision(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), ActionError> {
+        self.api::<ControllerRevision>(namespace)
+            .delete(name, &delete_with_uid(uid))
+            .await?;
+        Ok(())
+    }
+
     fn record_event(&self, record: EventRecord) {
         let namespace = record
             .involved
@@ -491,6 +576,14 @@ pub enum Recorded {
         name: String,
     },
     UpdateCronJobStatus(Box<CronJob>),
+    UpdateDaemonSetStatus(Box<DaemonSet>),
+    UpdateStatefulSetStatus(Box<StatefulSet>),
+    CreateControllerRevision(Box<ControllerRevision>),
+    UpdateControllerRevision(Box<ControllerRevision>),
+    DeleteControllerRevision {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl Recorded {
@@ -505,9 +598,14 @@ impl Recorded {
         }
         match self {
             Recorded::CreatePod(pod) => {
+                // Pods with a fixed name (a StatefulSet's) are summarised by it.
                 format!(
                     "create pod {}",
-                    pod.metadata.generate_name.as_deref().unwrap_or_default()
+                    pod.metadata
+                        .name
+                        .as_deref()
+                        .or(pod.metadata.generate_name.as_deref())
+                        .unwrap_or_default()
                 )
             }
             Recorded::DeletePod { name, .. } => format!("delete pod {name}"),
@@ -634,6 +732,48 @@ impl Recorded {
                         .map_or("-".to_string(), |t| t.0.to_string()),
                 )
             }
+            Recorded::UpdateDaemonSetStatus(daemon_set) => {
+                let status = daemon_set.status.clone().unwrap_or_default();
+                format!(
+                    "update daemonset {} status: desired={} current={} ready={} updated={} available={} misscheduled={} observedGeneration={}",
+                    name_of(&**daemon_set),
+                    status.desired_number_scheduled,
+                    status.current_number_scheduled,
+                    status.number_ready,
+                    status.updated_number_scheduled.unwrap_or(0),
+                    status.number_available.unwrap_or(0),
+                    status.number_misscheduled,
+                    status.observed_generation.unwrap_or(0)
+                )
+            }
+            Recorded::UpdateStatefulSetStatus(stateful_set) => {
+                let status = stateful_set.status.clone().unwrap_or_default();
+                format!(
+                    "update statefulset {} status: replicas={} ready={} current={} updated={} available={} currentRevision={} updateRevision={} observedGeneration={}",
+                    name_of(&**stateful_set),
+                    status.replicas,
+                    status.ready_replicas.unwrap_or(0),
+                    status.current_replicas.unwrap_or(0),
+                    status.updated_replicas.unwrap_or(0),
+                    status.available_replicas.unwrap_or(0),
+                    status.current_revision.as_deref().unwrap_or("-"),
+                    status.update_revision.as_deref().unwrap_or("-"),
+                    status.observed_generation.unwrap_or(0)
+                )
+            }
+            Recorded::CreateControllerRevision(revision) => format!(
+                "create controllerrevision {} revision {}",
+                name_of(&**revision),
+                revision.revision
+            ),
+            Recorded::UpdateControllerRevision(revision) => format!(
+                "update controllerrevision {} to revision {}",
+                name_of(&**revision),
+                revision.revision
+            ),
+            Recorded::DeleteControllerRevision { name, .. } => {
+                format!("delete controllerrevision {name}")
+            }
         }
     }
 }
@@ -717,10 +857,13 @@ impl Actions for RecordingActions {
             *created
         };
         let mut stored = pod.clone();
-        let name = format!(
-            "{}{n}",
-            pod.metadata.generate_name.as_deref().unwrap_or_default()
-        );
+        let name = match &pod.metadata.name {
+            Some(name) => name.clone(),
+            None => format!(
+                "{}{n}",
+                pod.metadata.generate_name.as_deref().unwrap_or_default()
+            ),
+        };
         stored.metadata.uid = Some(format!("uid-{name}"));
         stored.metadata.name = Some(name);
         stored.metadata.namespace = Some(namespace.to_string());
@@ -838,6 +981,62 @@ impl Actions for RecordingActions {
     ) -> Result<PodDisruptionBudget, ActionError> {
         self.record(Recorded::UpdatePodDisruptionBudgetStatus(budget.clone()))?;
         Ok(budget.clone())
+    }
+
+    async fn update_daemon_set_status(
+        &self,
+        daemon_set: &DaemonSet,
+    ) -> Result<DaemonSet, ActionError> {
+        self.record(Recorded::UpdateDaemonSetStatus(Box::new(
+            daemon_set.clone(),
+        )))?;
+        Ok(daemon_set.clone())
+    }
+
+    async fn update_stateful_set_status(
+        &self,
+        stateful_set: &StatefulSet,
+    ) -> Result<StatefulSet, ActionError> {
+        self.record(Recorded::UpdateStatefulSetStatus(Box::new(
+            stateful_set.clone(),
+        )))?;
+        Ok(stateful_set.clone())
+    }
+
+    async fn create_controller_revision(
+        &self,
+        namespace: &str,
+        revision: &ControllerRevision,
+    ) -> Result<ControllerRevision, ActionError> {
+        self.record(Recorded::CreateControllerRevision(Box::new(
+            revision.clone(),
+        )))?;
+        let mut stored = revision.clone();
+        stored.metadata.uid = Some(format!("uid-{}", name_of(revision)));
+        stored.metadata.namespace = Some(namespace.to_string());
+        Ok(stored)
+    }
+
+    async fn update_controller_revision(
+        &self,
+        revision: &ControllerRevision,
+    ) -> Result<ControllerRevision, ActionError> {
+        self.record(Recorded::UpdateControllerRevision(Box::new(
+            revision.clone(),
+        )))?;
+        Ok(revision.clone())
+    }
+
+    async fn delete_controller_revision(
+        &self,
+        namespace: &str,
+        name: &str,
+        _uid: &str,
+    ) -> Result<(), ActionError> {
+        self.record(Recorded::DeleteControllerRevision {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
     }
 
     fn record_event(&self, event: EventRecord) {

@@ -5,24 +5,28 @@
 //! - [`actions`]: the effects trait, its kube implementation and the recording fake for tests.
 //! - [`ownership`], [`pods`], [`expectations`]: controller references and claiming, what a pod's
 //!   state means to its controller, and what has been asked but not yet seen.
-//! - [`replicaset`], [`deployment`], [`job`], [`cronjob`]: the workload controllers; [`gc`], [`node_lifecycle`]: the
-//!   garbage collector and the node lifecycle controller.
+//! - [`replicaset`], [`deployment`], [`job`], [`cronjob`], [`daemonset`], [`statefulset`]: the
+//!   workload controllers, with [`history`] for the template revisions of the last two;
+//!   [`gc`], [`node_lifecycle`]: the garbage collector and the node lifecycle controller.
 //! - [`disruption`]: keeps PodDisruptionBudget status current for the eviction API.
 //!
 //! [`run`] starts every controller of the crate against a client.
 
 pub mod actions;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod expectations;
 pub mod gc;
+pub mod history;
 pub mod job;
 pub mod node_lifecycle;
 pub mod ownership;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
+pub mod statefulset;
 
 use std::sync::Arc;
 
@@ -47,6 +51,10 @@ pub struct ControllersConfig {
     pub job_workers: usize,
     /// Keys reconciled at once by the CronJob controller (`--concurrent-cron-job-syncs`).
     pub cron_job_workers: usize,
+    /// Keys reconciled at once by the DaemonSet controller (`--concurrent-daemonset-syncs`).
+    pub daemon_set_workers: usize,
+    /// Keys reconciled at once by the StatefulSet controller (`--concurrent-statefulset-syncs`).
+    pub stateful_set_workers: usize,
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
 }
 
@@ -57,6 +65,8 @@ impl Default for ControllersConfig {
             deployment_workers: 5,
             job_workers: 5,
             cron_job_workers: 5,
+            daemon_set_workers: 2,
+            stateful_set_workers: 5,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
         }
     }
@@ -224,6 +234,8 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         run_workers(deployments, d_queue, config.deployment_workers),
         run_workers(jobs, job_queue, config.job_workers),
         run_workers(cron_jobs, cj_queue, config.cron_job_workers),
+        daemonset::run(client.clone(), config.daemon_set_workers),
+        statefulset::run(client.clone(), config.stateful_set_workers),
         gc::run(client.clone()),
         disruption::run(client.clone()),
         node_lifecycle::run(client, config.node_lifecycle),

@@ -29,24 +29,10 @@ pub struct Syncer<'a, A> {
 /// Kubernetes hashes Go's struct dump) and of the collision count, rendered with
 /// `rand.SafeEncodeString` (digits mapped onto consonants and digits that spell no words).
 pub fn compute_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut hash: u32 = 0x811c_9dc5;
-    let mut write = |bytes: &[u8]| {
-        for byte in bytes {
-            hash ^= u32::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0193);
-        }
-    };
-    write(&serde_json::to_vec(template).unwrap_or_default());
-    if let Some(count) = collision_count {
-        let mut bytes = [0u8; 8];
-        bytes[..4].copy_from_slice(&(count as u32).to_le_bytes());
-        write(&bytes);
-    }
-    hash.to_string()
-        .bytes()
-        .map(|b| char::from(ALPHANUMS[usize::from(b) % ALPHANUMS.len()]))
-        .collect()
+    crate::history::safe_hash(
+        &serde_json::to_vec(template).unwrap_or_default(),
+        collision_count,
+    )
 }
 
 fn without_hash_label(template: &PodTemplateSpec) -> PodTemplateSpec {
@@ -70,36 +56,7 @@ fn without_hash_label(template: &PodTemplateSpec) -> PodTemplateSpec {
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     let json =
         |t: &PodTemplateSpec| serde_json::to_value(without_hash_label(t)).unwrap_or_default();
-    equal_as_go(&json(a), &json(b))
-}
-
-/// JSON equality where a missing field equals `null`, `false`, `0`, `""`, `[]` and an object
-/// of such values.
-fn equal_as_go(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    fn zero(v: &Value) -> bool {
-        match v {
-            Value::Null => true,
-            Value::Bool(b) => !b,
-            Value::Number(n) => n.as_f64() == Some(0.0),
-            Value::String(s) => s.is_empty(),
-            Value::Array(a) => a.is_empty(),
-            Value::Object(o) => o.values().all(zero),
-        }
-    }
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys()).all(|k| {
-            equal_as_go(
-                x.get(k).unwrap_or(&Value::Null),
-                y.get(k).unwrap_or(&Value::Null),
-            )
-        }),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal_as_go(p, q))
-        }
-        (Value::Null, other) | (other, Value::Null) => zero(other),
-        _ => a == b,
-    }
+    crate::history::equal_as_go(&json(a), &json(b))
 }
 
 fn template_of(d: &Deployment) -> PodTemplateSpec {
