@@ -5,9 +5,15 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+
+use crate::ownership::controller_ref;
+use crate::runtime::Action;
 
 /// The annotation by which users rank pods for deletion: lower costs go first.
 pub const POD_DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -69,6 +75,52 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
         Some(from) => from < now,
+    }
+}
+
+/// A requeue for the moment the next ready pod becomes available, so that availableReplicas
+/// moves exactly when minReadySeconds expire rather than at the next unrelated event.
+pub fn next_availability_check(pods: &[&Pod], min_ready_seconds: i32, now: Timestamp) -> Action {
+    if min_ready_seconds <= 0 {
+        return Action::AwaitChange;
+    }
+    pods.iter()
+        .filter(|pod| !is_available(pod, min_ready_seconds, now))
+        .filter_map(|pod| available_from(pod, min_ready_seconds))
+        .min()
+        .map_or(Action::AwaitChange, |from| {
+            let wait = from.duration_since(now);
+            // Availability needs `now` strictly after `from`: wake a millisecond late.
+            let wait = Duration::try_from(wait).unwrap_or_default() + Duration::from_millis(1);
+            Action::RequeueAfter(wait)
+        })
+}
+
+/// The pod a controller creates from `template` (Kubernetes' `GetPodFromTemplate`): named
+/// `<owner>-<random>`, with the template's labels, annotations and finalizers, controlled by
+/// `owner`.
+pub fn from_template<K: Resource<DynamicType = ()>>(
+    owner: &K,
+    template: Option<&PodTemplateSpec>,
+) -> Pod {
+    let template = template.cloned().unwrap_or_default();
+    let template_meta = template.metadata.unwrap_or_default();
+    let owner_meta = owner.meta();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!(
+                "{}-",
+                owner_meta.name.as_deref().unwrap_or_default()
+            )),
+            namespace: owner_meta.namespace.clone(),
+            labels: template_meta.labels,
+            annotations: template_meta.annotations,
+            finalizers: template_meta.finalizers,
+            owner_references: Some(vec![controller_ref(owner)]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
     }
 }
 

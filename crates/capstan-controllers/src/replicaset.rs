@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use jiff::Timestamp;
@@ -25,7 +24,7 @@ use crate::ownership::{
     controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of, with_controller_ref,
     without_owner,
 };
-use crate::pods::{available_from, is_active, is_available, is_ready, pods_to_delete};
+use crate::pods::{is_active, is_available, is_ready, next_availability_check, pods_to_delete};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
 /// The controller's name, the `source.component` of its events.
@@ -234,45 +233,10 @@ pub async fn sync_replica_set<A: Actions>(
     ))
 }
 
-/// A requeue for the moment the next ready pod becomes available, so that availableReplicas
-/// moves exactly when minReadySeconds expire rather than at the next unrelated event.
-fn next_availability_check(pods: &[&Pod], min_ready_seconds: i32, now: Timestamp) -> Action {
-    if min_ready_seconds <= 0 {
-        return Action::AwaitChange;
-    }
-    pods.iter()
-        .filter(|pod| !is_available(pod, min_ready_seconds, now))
-        .filter_map(|pod| available_from(pod, min_ready_seconds))
-        .min()
-        .map_or(Action::AwaitChange, |from| {
-            let wait = from.duration_since(now);
-            // Availability needs `now` strictly after `from`: wake a millisecond late.
-            let wait = Duration::try_from(wait).unwrap_or_default() + Duration::from_millis(1);
-            Action::RequeueAfter(wait)
-        })
-}
-
 /// The pod a ReplicaSet creates from its template (Kubernetes' `GetPodFromTemplate`).
 pub fn pod_from_template(replica_set: &ReplicaSet) -> Pod {
-    let template = replica_set
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.clone())
-        .unwrap_or_default();
-    let template_meta = template.metadata.unwrap_or_default();
-    Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", name(&replica_set.metadata))),
-            namespace: replica_set.metadata.namespace.clone(),
-            labels: template_meta.labels,
-            annotations: template_meta.annotations,
-            finalizers: template_meta.finalizers,
-            owner_references: Some(vec![controller_ref(replica_set)]),
-            ..ObjectMeta::default()
-        },
-        spec: template.spec,
-        status: None,
-    }
+    let template = replica_set.spec.as_ref().and_then(|s| s.template.as_ref());
+    crate::pods::from_template(replica_set, template)
 }
 
 /// Creates or deletes pods toward `spec.replicas`. Returns the first error's message.

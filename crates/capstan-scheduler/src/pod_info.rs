@@ -148,25 +148,7 @@ impl PodInfo {
         let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
         let pod_anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
 
-        let node_requirement = NodeRequirement {
-            node_selector: spec
-                .node_selector
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            required_terms: node_affinity
-                .and_then(|n| {
-                    n.required_during_scheduling_ignored_during_execution
-                        .as_ref()
-                })
-                .map(|s| {
-                    s.node_selector_terms
-                        .iter()
-                        .map(NodeTerm::compile)
-                        .collect()
-                }),
-        };
+        let node_requirement = NodeRequirement::of(spec);
         let preferred_node_terms = node_affinity
             .and_then(|n| {
                 n.preferred_during_scheduling_ignored_during_execution

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 pub type Labels = BTreeMap<String, String>;
@@ -232,6 +232,32 @@ pub struct NodeRequirement {
 }
 
 impl NodeRequirement {
+    /// The pod's `nodeSelector` and required node affinity, compiled.
+    pub fn of(spec: &PodSpec) -> NodeRequirement {
+        NodeRequirement {
+            node_selector: spec
+                .node_selector
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            required_terms: spec
+                .affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .and_then(|n| {
+                    n.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .map(|s| {
+                    s.node_selector_terms
+                        .iter()
+                        .map(NodeTerm::compile)
+                        .collect()
+                }),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.node_selector.is_empty() && self.required_terms.is_none()
     }
