@@ -203,21 +203,6 @@ pub fn budget_selects(budget: &PodDisruptionBudget, pod: &Pod) -> bool {
     }
 }
 
-/// `intstr.GetScaledValueFromIntOrPercent(value, total, roundUp=true)`.
-fn scaled_value(value: &IntOrString, total: i32) -> Result<i32, String> {
-    match value {
-        IntOrString::Int(n) => Ok(*n),
-        IntOrString::String(s) => {
-            let percent: i64 = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}"))?;
-            let scaled = (percent * i64::from(total) + 99).div_euclid(100);
-            Ok(scaled.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
-        }
-    }
-}
-
 /// `getExpectedScale`: the summed scale of the pods' controllers, each counted once. Pods
 /// without a controller are returned by name (they cannot be accounted for).
 fn expected_scale(pods: &[&Pod], workloads: &Workloads) -> Result<(i32, Vec<String>), String> {
@@ -253,7 +238,7 @@ fn expected_and_desired(
     let spec = budget.spec.clone().unwrap_or_default();
     if let Some(max_unavailable) = &spec.max_unavailable {
         let (expected, unmanaged) = expected_scale(pods, workloads)?;
-        let max_unavailable = scaled_value(max_unavailable, expected)?;
+        let max_unavailable = crate::intstr::scaled_value(max_unavailable, expected, true)?;
         return Ok((expected, (expected - max_unavailable).max(0), unmanaged));
     }
     match &spec.min_available {
@@ -262,7 +247,11 @@ fn expected_and_desired(
         }
         Some(percentage) => {
             let (expected, unmanaged) = expected_scale(pods, workloads)?;
-            Ok((expected, scaled_value(percentage, expected)?, unmanaged))
+            Ok((
+                expected,
+                crate::intstr::scaled_value(percentage, expected, true)?,
+                unmanaged,
+            ))
         }
         None => Ok((0, 0, Vec::new())),
     }
@@ -1002,11 +991,11 @@ mod tests {
         ];
         for (value, total, expected) in cases {
             assert_eq!(
-                scaled_value(&IntOrString::String(value.into()), total),
+                crate::intstr::scaled_value(&IntOrString::String(value.into()), total, true),
                 expected,
                 "{value} of {total}"
             );
         }
-        assert!(scaled_value(&IntOrString::String("half".into()), 3).is_err());
+        assert!(crate::intstr::scaled_value(&IntOrString::String("half".into()), 3, true).is_err());
     }
 }

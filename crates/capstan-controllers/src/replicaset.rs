@@ -11,19 +11,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::reflector::Store;
 
-use crate::actions::{ActionError, Actions, EventRecord};
+use crate::actions::{ActionError, Actions};
 use crate::expectations::{Cached, Expectations};
 use crate::ownership::{
     controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of, with_controller_ref,
     without_owner,
 };
+use crate::pod_control::{create_pods, delete_pods};
 use crate::pods::{is_active, is_available, is_ready, next_availability_check, pods_to_delete};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
@@ -32,8 +32,6 @@ pub const CONTROLLER_NAME: &str = "replicaset-controller";
 /// At most this many pods are created or deleted per sync (Kubernetes' `BurstReplicas`), so one
 /// ReplicaSet cannot monopolise the API.
 pub const BURST_REPLICAS: usize = 500;
-/// The first slow-start batch (Kubernetes' `SlowStartInitialBatchSize`).
-pub const SLOW_START_INITIAL_BATCH_SIZE: usize = 1;
 /// The condition type written when pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 
@@ -247,87 +245,34 @@ async fn manage_replicas<A: Actions>(
     expectations: &Expectations,
     now: Timestamp,
 ) -> Result<(), String> {
-    let key = ObjectKey::of(replica_set);
-    let namespace = key.namespace.as_str();
     let diff = owned.len() as i64 - i64::from(desired_replicas(replica_set));
     if diff < 0 {
         let missing = (diff.unsigned_abs() as usize).min(BURST_REPLICAS);
-        let pod = pod_from_template(replica_set);
-        let mut remaining = missing;
-        let mut batch = remaining.min(SLOW_START_INITIAL_BATCH_SIZE);
-        while batch > 0 {
-            let results = join_all((0..batch).map(|_| actions.create_pod(namespace, &pod))).await;
-            let mut created = Vec::new();
-            let mut first_error = None;
-            for result in results {
-                match result {
-                    Ok(pod) => {
-                        actions.record_event(EventRecord::normal(
-                            CONTROLLER_NAME,
-                            replica_set,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", name(&pod.metadata)),
-                        ));
-                        created.extend(pod.metadata.uid);
-                    }
-                    Err(error) => {
-                        actions.record_event(EventRecord::warning(
-                            CONTROLLER_NAME,
-                            replica_set,
-                            "FailedCreate",
-                            format!("Error creating: {error}"),
-                        ));
-                        first_error.get_or_insert(error);
-                    }
-                }
-            }
-            expectations.expect_creations(&key, created, now);
-            if let Some(error) = first_error {
-                // The rest of the slow start is skipped: the same failure would repeat.
-                return Err(error.to_string());
-            }
-            remaining -= batch;
-            batch = (2 * batch).min(remaining);
-        }
+        let pods = vec![pod_from_template(replica_set); missing];
+        create_pods(
+            actions,
+            CONTROLLER_NAME,
+            replica_set,
+            &pods,
+            expectations,
+            now,
+        )
+        .await
     } else if diff > 0 {
         let excess = (diff as usize).min(BURST_REPLICAS);
         let victims = pods_to_delete(owned, owned, excess, now);
-        let results = join_all(victims.iter().map(|pod| {
-            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-            actions.delete_pod(namespace, name(&pod.metadata), uid)
-        }))
-        .await;
-        let mut deleted = Vec::new();
-        let mut first_error = None;
-        for (pod, result) in victims.iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    actions.record_event(EventRecord::normal(
-                        CONTROLLER_NAME,
-                        replica_set,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {}", name(&pod.metadata)),
-                    ));
-                    deleted.extend(pod.metadata.uid.clone());
-                }
-                Err(ActionError::NotFound(_)) => {}
-                Err(error) => {
-                    actions.record_event(EventRecord::warning(
-                        CONTROLLER_NAME,
-                        replica_set,
-                        "FailedDelete",
-                        format!("Error deleting: {error}"),
-                    ));
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        expectations.expect_deletions(&key, deleted, now);
-        if let Some(error) = first_error {
-            return Err(error.to_string());
-        }
+        delete_pods(
+            actions,
+            CONTROLLER_NAME,
+            replica_set,
+            &victims,
+            expectations,
+            now,
+        )
+        .await
+    } else {
+        Ok(())
     }
-    Ok(())
 }
 
 fn nonzero(n: usize) -> Option<i32> {
@@ -733,7 +678,10 @@ pub(crate) mod tests {
             ]
         );
         // just-ready became ready at 990 and is available after 1020; the sync ran at 1000.
-        assert_eq!(action, Action::RequeueAfter(Duration::from_millis(20_001)));
+        assert_eq!(
+            action,
+            Action::RequeueAfter(std::time::Duration::from_millis(20_001))
+        );
     }
 
     #[tokio::test]

@@ -12,29 +12,9 @@ use super::sync::{
 };
 use super::*;
 
-/// Kubernetes' `GetScaledValueFromIntOrPercent`: an integer as is, or `N%` of `total` rounded
-/// up or down.
+/// Kubernetes' `GetScaledValueFromIntOrPercent`, failing as an invalid strategy.
 pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> Result<i32, SyncError> {
-    match value {
-        IntOrString::Int(n) => Ok(*n),
-        IntOrString::String(text) => {
-            let percent: i64 = text
-                .strip_suffix('%')
-                .and_then(|digits| digits.parse().ok())
-                .ok_or_else(|| {
-                    SyncError::InvalidStrategy(format!(
-                        "invalid value for IntOrString: invalid value {text:?}"
-                    ))
-                })?;
-            let product = percent * i64::from(total);
-            let scaled = if round_up {
-                (product + 99).div_euclid(100)
-            } else {
-                product.div_euclid(100)
-            };
-            Ok(i32::try_from(scaled).unwrap_or(if scaled < 0 { i32::MIN } else { i32::MAX }))
-        }
-    }
+    crate::intstr::scaled_value(value, total, round_up).map_err(SyncError::InvalidStrategy)
 }
 
 /// Kubernetes' `ResolveFenceposts`: (maxSurge, maxUnavailable) for `desired` replicas.
