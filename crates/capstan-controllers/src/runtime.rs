@@ -354,11 +354,11 @@ impl<'a, K> Change<'a, K> {
 pub fn watch_into_store<K, H>(
     api: kube::Api<K>,
     config: watcher::Config,
-    handler: H,
+    mut handler: H,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
-    H: Fn(Change<'_, K>) + Send + 'static,
+    H: FnMut(Change<'_, K>) + Send + 'static,
 {
     let writer = reflector::store::Writer::<K>::default();
     let store = writer.as_reader();
