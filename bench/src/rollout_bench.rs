@@ -77,6 +77,11 @@ struct Pods {
     /// The fewest ready pods seen since `track_from` was set.
     fewest_ready: Option<usize>,
     tracking: bool,
+    /// Pods seen ready and then not ready while not being deleted, with the status that said
+    /// so: a dip in ready pods that the rollout did not cause.
+    lost_readiness: Vec<String>,
+    /// Every event while tracking, with the ready count after it.
+    trace: Vec<String>,
 }
 
 impl Pods {
@@ -117,6 +122,10 @@ async fn watch_pods(api: Arc<Api>, pods: Arc<Mutex<Pods>>) -> anyhow::Result<()>
                         c.iter()
                             .any(|c| c["type"] == "Ready" && c["status"] == "True")
                     });
+                let name_for_trace = format!(
+                    "{name} rs={}",
+                    pod["metadata"]["labels"]["pod-template-hash"]
+                );
                 let mut pods = pods.lock().expect("not poisoned");
                 if ready {
                     pods.first_ready.entry(name.clone()).or_insert(now);
@@ -124,10 +133,25 @@ async fn watch_pods(api: Arc<Api>, pods: Arc<Mutex<Pods>>) -> anyhow::Result<()>
                 if event["type"] == "DELETED" {
                     pods.ready.remove(&name);
                 } else {
-                    pods.ready.insert(name, ready);
+                    let was_ready = pods.ready.insert(name.clone(), ready) == Some(true);
+                    if was_ready && !ready && pod["metadata"]["deletionTimestamp"].is_null() {
+                        pods.lost_readiness
+                            .push(format!("{name}: {}", pod["status"]));
+                    }
                 }
                 if pods.tracking {
                     let count = pods.ready_count();
+                    let line = format!(
+                        "{} {} rv={} ready={} deleting={} phase={} -> {}",
+                        event["type"],
+                        name_for_trace,
+                        pod["metadata"]["resourceVersion"],
+                        ready,
+                        !pod["metadata"]["deletionTimestamp"].is_null(),
+                        pod["status"]["phase"],
+                        count
+                    );
+                    pods.trace.push(line);
                     pods.fewest_ready = Some(pods.fewest_ready.map_or(count, |f| f.min(count)));
                 }
             }
@@ -239,6 +263,16 @@ async fn main() -> anyhow::Result<()> {
         "rolling update: {:.2} s, fewest ready pods during it: {fewest_ready}",
         rolling_update.as_secs_f64()
     );
+    let lost_readiness = std::mem::take(&mut pods.lock().expect("not poisoned").lost_readiness);
+    // ROLLOUT_TRACE=<file> writes every pod event of the update with the ready count after it,
+    // to find what made the count dip.
+    if let Some(path) = std::env::var_os("ROLLOUT_TRACE") {
+        let trace = std::mem::take(&mut pods.lock().expect("not poisoned").trace);
+        std::fs::write(path, trace.join("\n"))?;
+    }
+    for lost in &lost_readiness {
+        println!("pod lost readiness without being deleted: {lost}");
+    }
 
     // Replacement of a deleted pod.
     let mut replacements = Vec::new();
@@ -311,6 +345,7 @@ async fn main() -> anyhow::Result<()> {
         "first_rollout_s": round(first_rollout.as_secs_f64()),
         "rolling_update_s": round(rolling_update.as_secs_f64()),
         "fewest_ready_during_update": fewest_ready,
+        "pods_that_lost_readiness": lost_readiness.len(),
         "replacement_ms": replacements.iter().map(|r| round(*r)).collect::<Vec<_>>(),
         "replacement_median_ms": round(median_replacement),
     });

@@ -567,7 +567,7 @@ pub async fn run(client: kube::Client) {
     let (stateful_sets, sts_watch) =
         watch_into_store(Api::<StatefulSet>::all(client.clone()), all, |_| {});
     let watches = [budget_watch, pod_watch, rs_watch, d_watch, sts_watch];
-    let _abort_watches = AbortOnDrop(watches.iter().map(|w| w.abort_handle()).collect());
+    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
     for (name, ready) in [
         ("PodDisruptionBudget", budgets.wait_until_ready().await),
         ("Pod", pods.wait_until_ready().await),
@@ -589,17 +589,6 @@ pub async fn run(client: kube::Client) {
         actions: crate::actions::KubeActions::new(client),
     });
     run_workers(controller, queue, WORKERS).await;
-}
-
-/// Stops the watch tasks when [`run`] is dropped.
-struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for handle in &self.0 {
-            handle.abort();
-        }
-    }
 }
 
 #[cfg(test)]

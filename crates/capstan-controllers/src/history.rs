@@ -5,13 +5,11 @@
 //! Deployment controller uses for its ReplicaSets.
 
 use std::borrow::Borrow;
-use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::Resource;
-use kube::runtime::reflector::Store;
 use serde_json::{Value, json};
 
 use crate::ownership::controller_ref;
@@ -138,17 +136,14 @@ pub fn same_data(revision: &ControllerRevision, data: &Value) -> bool {
     equal_as_go(stored, data)
 }
 
-/// The cached revisions controlled by the object with `owner_uid` in `namespace`, oldest
-/// revision first (ties by creation time, then name, as Kubernetes' `byRevision`).
-pub fn owned_revisions(
-    revisions: &Store<ControllerRevision>,
-    namespace: &str,
+/// The revisions controlled by the object with `owner_uid`, oldest revision first (ties by
+/// creation time, then name, as Kubernetes' `byRevision`).
+pub fn owned_by<'a>(
+    revisions: impl IntoIterator<Item = &'a ControllerRevision>,
     owner_uid: &str,
-) -> Vec<Arc<ControllerRevision>> {
-    let mut owned: Vec<Arc<ControllerRevision>> = revisions
-        .state()
+) -> Vec<&'a ControllerRevision> {
+    let mut owned: Vec<&ControllerRevision> = revisions
         .into_iter()
-        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
         .filter(|r| {
             crate::ownership::controller_of(&r.metadata).is_some_and(|o| o.uid == owner_uid)
         })

@@ -192,7 +192,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         cj_watch,
         cj_job_watch,
     ];
-    let _abort_watches = AbortOnDrop(watches.iter().map(|w| w.abort_handle()).collect());
+    let _abort_watches = runtime::AbortOnDrop::new(&watches);
 
     for (name, ready) in [
         ("ReplicaSet", rs_store.wait_until_ready().await),
@@ -243,15 +243,4 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         node_lifecycle::run(client, config.node_lifecycle),
     );
     Ok(())
-}
-
-/// Stops the watch tasks when `run` is dropped, so stopping the controllers stops their watches.
-struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for handle in &self.0 {
-            handle.abort();
-        }
-    }
 }

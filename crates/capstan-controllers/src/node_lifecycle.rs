@@ -19,6 +19,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 
+use capstan_scheduler::snapshot::tolerates;
+
 use crate::actions::{Actions, EventRecord, KubeActions};
 use crate::runtime::watch_into_store;
 use serde_json::json;
@@ -188,28 +190,6 @@ fn merged_taints(node: &Node, desired: &[Taint]) -> Option<Vec<Taint>> {
     before.sort();
     after.sort();
     (before != after).then_some(merged)
-}
-
-/// Whether a toleration tolerates a taint (`v1.Toleration.ToleratesTaint`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref()
-        && !effect.is_empty()
-        && effect != taint.effect
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        _ => false,
-    }
 }
 
 /// When a pod on a node with these taints must go, as the taint manager decides: now if one

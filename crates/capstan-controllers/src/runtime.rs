@@ -30,7 +30,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use kube::Resource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -295,7 +295,15 @@ pub async fn run_workers<R: Reconciler>(
         tasks.spawn(async move {
             loop {
                 let key = queue.next().await;
-                process(&*reconciler, &queue, key).await;
+                // A reconcile that panics (a bug) must not take its worker with it: the key is
+                // retried with backoff like any failure, and the panic is logged as an error.
+                let run = std::panic::AssertUnwindSafe(process(&*reconciler, &queue, key.clone()));
+                if run.catch_unwind().await.is_err() {
+                    tracing::error!(controller = reconciler.name(), %key,
+                        "reconcile panicked; retrying with backoff");
+                    queue.add_rate_limited(key.clone());
+                    queue.done(&key);
+                }
             }
         });
     }
@@ -343,6 +351,24 @@ impl<'a, K> Change<'a, K> {
     pub fn object(&self) -> &'a K {
         match self {
             Change::Applied(object) | Change::Deleted(object) => object,
+        }
+    }
+}
+
+/// Aborts the watch tasks of a controller's `run` when it is dropped, so that stopping a
+/// controller stops its watches.
+pub struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    pub fn new(tasks: &[tokio::task::JoinHandle<()>]) -> Self {
+        AbortOnDrop(tasks.iter().map(|t| t.abort_handle()).collect())
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
         }
     }
 }
@@ -406,6 +432,40 @@ mod tests {
         for (failures, expected) in cases {
             assert_eq!(retry_delay(failures), expected, "after {failures} failures");
         }
+    }
+
+    /// Panics on its first reconcile, then counts the calls.
+    struct PanicsOnce(std::sync::atomic::AtomicU32);
+
+    impl Reconciler for PanicsOnce {
+        type Error = std::io::Error;
+
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        async fn reconcile(&self, _key: &ObjectKey) -> Result<Action, std::io::Error> {
+            let calls = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if calls == 0 {
+                panic!("a bug in the first reconcile");
+            }
+            Ok(Action::AwaitChange)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_the_worker_survives() {
+        let reconciler = Arc::new(PanicsOnce(Default::default()));
+        let queue = WorkQueue::new();
+        let workers = tokio::spawn(run_workers(reconciler.clone(), queue.clone(), 1));
+        queue.add(ObjectKey::new("default", "web"));
+        let calls = || reconciler.0.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while calls() < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(calls(), 2, "the key was retried by the same worker");
+        workers.abort();
     }
 
     #[tokio::test]

@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{
@@ -37,14 +36,13 @@ use kube::runtime::reflector::Store;
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
 use crate::history::{
-    CONTROLLER_REVISION_HASH_LABEL, new_revision, next_revision, same_data, sort_revisions,
-    template_patch,
+    CONTROLLER_REVISION_HASH_LABEL, new_revision, next_revision, same_data, template_patch,
 };
 use crate::ownership::{
     controller_of, controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of,
     with_controller_ref, without_owner,
 };
-use crate::pods::{available_from, is_available, is_ready};
+use crate::pods::{is_available, is_ready, next_availability_check};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
 /// The controller's name, the `source.component` of its events.
@@ -494,12 +492,7 @@ pub async fn sync_stateful_set<A: Actions>(
         }
     }
 
-    let mut owned_revisions: Vec<&ControllerRevision> = namespace_revisions
-        .iter()
-        .copied()
-        .filter(|r| controller_of(&r.metadata).is_some_and(|o| o.uid == set_uid))
-        .collect();
-    sort_revisions(&mut owned_revisions);
+    let owned_revisions = crate::history::owned_by(namespace_revisions.iter().copied(), &set_uid);
     let revisions = find_or_create_revisions(set, &owned_revisions, namespace_revisions, actions)
         .await
         .map_err(|source| SyncError::Revisions {
@@ -989,24 +982,6 @@ async fn truncate_history<A: Actions>(
     Ok(())
 }
 
-/// A requeue for the moment the next ready pod becomes available, so that the ordered rollout
-/// and availableReplicas move exactly when minReadySeconds expire.
-fn next_availability_check(pods: &[&Pod], min_ready_seconds: i32, now: Timestamp) -> Action {
-    if min_ready_seconds <= 0 {
-        return Action::AwaitChange;
-    }
-    pods.iter()
-        .filter(|pod| !is_available(pod, min_ready_seconds, now))
-        .filter_map(|pod| available_from(pod, min_ready_seconds))
-        .min()
-        .map_or(Action::AwaitChange, |from| {
-            let wait = from.duration_since(now);
-            // Availability needs `now` strictly after `from`: wake a millisecond late.
-            let wait = Duration::try_from(wait).unwrap_or_default() + Duration::from_millis(1);
-            Action::RequeueAfter(wait)
-        })
-}
-
 /// Runs the controller with `workers` reconcile loops until dropped: watches StatefulSets,
 /// their pods and their ControllerRevisions, waits for the caches, then reconciles.
 pub async fn run(client: kube::Client, workers: usize) {
@@ -1044,7 +1019,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         )
     };
     let watches = [set_watch, pod_watch, revision_watch];
-    let _abort_watches = AbortOnDrop(watches.iter().map(|w| w.abort_handle()).collect());
+    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
     for (kind, ready) in [
         ("StatefulSet", stateful_sets.wait_until_ready().await),
         ("Pod", pods.wait_until_ready().await),
@@ -1063,17 +1038,6 @@ pub async fn run(client: kube::Client, workers: usize) {
         expectations,
     });
     run_workers(controller, queue, workers).await;
-}
-
-/// Stops the watch tasks when [`run`] is dropped.
-struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for handle in &self.0 {
-            handle.abort();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1354,7 +1318,10 @@ mod tests {
         let actions = RecordingActions::new();
         let action = sync(&set, &[web0], &[rev1], &actions).await.unwrap();
         assert_eq!(pod_actions(&actions), Vec::<String>::new());
-        assert_eq!(action, Action::RequeueAfter(Duration::from_millis(5_001)));
+        assert_eq!(
+            action,
+            Action::RequeueAfter(std::time::Duration::from_millis(5_001))
+        );
     }
 
     #[tokio::test]

@@ -106,11 +106,16 @@ impl<A: Actions> Reconciler for DaemonSetController<A> {
         let pods = pods_in(&self.pods, &key.namespace);
         let nodes = self.nodes.state();
         let uid = daemon_set.metadata.uid.as_deref().unwrap_or_default();
-        let revisions = history::owned_revisions(&self.revisions, &key.namespace, uid);
+        let all_revisions = self.revisions.state();
+        let namespace_revisions = all_revisions
+            .iter()
+            .map(|r| &**r)
+            .filter(|r| r.metadata.namespace.as_deref() == Some(key.namespace.as_str()));
+        let revisions = history::owned_by(namespace_revisions, uid);
         let snapshot = Snapshot {
             pods: pods.iter().map(|p| &**p).collect(),
             nodes: nodes.iter().map(|n| &**n).collect(),
-            revisions: revisions.iter().map(|r| &**r).collect(),
+            revisions,
         };
         sync_daemon_set(
             &daemon_set,
@@ -1057,7 +1062,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         )
     };
     let watches = [ds_watch, pod_watch, node_watch, revision_watch];
-    let _abort_watches = crate::AbortOnDrop(watches.iter().map(|w| w.abort_handle()).collect());
+    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
     for (name, ready) in [
         ("DaemonSet", daemon_sets.wait_until_ready().await),
         ("Pod", pods.wait_until_ready().await),

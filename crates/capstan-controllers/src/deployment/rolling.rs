@@ -209,7 +209,16 @@ impl<A: Actions> sync::Syncer<'_, A> {
         d: &Deployment,
     ) -> Result<i32, SyncError> {
         let min_available = deployment_replicas(d) - max_unavailable(d);
-        let available = available_replica_count(all_rss);
+        // A ReplicaSet's status lags its last scale-down: until its controller has deleted the
+        // pods and written status again, it still counts them available. Kubernetes sums the
+        // statuses as they are, so for that moment the same pods can be scaled away twice and
+        // availability dips below `replicas - maxUnavailable`; a fast cluster hits that moment
+        // often. Counting at most `spec.replicas` of each ReplicaSet — what it will have once
+        // its controller catches up — closes the window.
+        let available = all_rss
+            .iter()
+            .map(|rs| available_replica_count(std::slice::from_ref(rs)).min(rs_replicas(rs)))
+            .fold(0i32, i32::saturating_add);
         if available <= min_available {
             return Ok(0);
         }

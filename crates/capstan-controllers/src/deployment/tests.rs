@@ -309,6 +309,27 @@ async fn rolling_update_never_exceeds_max_surge() {
 }
 
 #[tokio::test]
+async fn an_old_replica_set_whose_status_lags_its_scale_down_is_not_scaled_down_twice() {
+    // The old ReplicaSet was just scaled to 60; its status still counts the 62 pods it had.
+    // Summing statuses as Kubernetes does would scale it to 56 and leave 98 available pods;
+    // counting at most its 60 scales it to 58, keeping 100.
+    let mut d = deployment(100, "nginx:2");
+    d.spec.as_mut().unwrap().strategy = Some(rolling(IntOrString::Int(10), IntOrString::Int(0)));
+    let mut old = replica_set_of(&d, "nginx:1", 60, 62, 1, 0);
+    old.status.as_mut().unwrap().replicas = 62;
+    let new = replica_set_of(&d, "nginx:2", 50, 42, 2, 10);
+    let actions = RecordingActions::new();
+    sync(&d, &[old.clone(), new], &actions, 20).await.unwrap();
+    assert_eq!(
+        scaling(&actions),
+        [format!(
+            "update replicaset {} to 58 replicas",
+            name(&old.metadata)
+        )]
+    );
+}
+
+#[tokio::test]
 async fn a_finished_rollout_reports_new_replica_set_available_and_exact_counts() {
     let mut d = deployment(3, "nginx:2");
     d.metadata.generation = Some(2);
