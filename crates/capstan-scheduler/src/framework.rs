@@ -183,8 +183,10 @@ pub struct Nomination {
 pub type FilterRunner<'r> = dyn Fn(&Cycle<'_>, &NodeInfo) -> Status + 'r;
 
 pub trait PostFilter: Plugin {
-    /// Tries to make the pod schedulable after no node fitted (preemption). `Err` carries an
-    /// `Unschedulable` status whose message goes into the FitError.
+    /// Tries to make the pod schedulable after no node fitted (preemption). `Err` carries a
+    /// status whose message goes into the FitError: `Unschedulable` when the pod may not
+    /// preempt now (a nomination it has stands), `UnschedulableAndUnresolvable` when no node
+    /// would fit it even after preemption (a nomination it has is dropped).
     fn post_filter(
         &self,
         cycle: &Cycle<'_>,

@@ -175,8 +175,15 @@ impl SchedulingQueue {
         let key = info.key();
         match self.entries.get_mut(&key) {
             Some(entry) => {
+                // Only a change the pod asked for may make it fit; the status patches the
+                // scheduler itself writes (condition, nominated node) must not wake it, or every
+                // failure would echo back as a retry (kube-scheduler's `isPodUpdated`).
+                let (old, new) = (&entry.pod.info.pod, &info.pod);
+                let may_help = old.spec != new.spec
+                    || old.metadata.labels != new.metadata.labels
+                    || old.metadata.annotations != new.metadata.annotations;
                 entry.pod.info = info;
-                if let Place::Unschedulable { .. } = entry.place {
+                if may_help && let Place::Unschedulable { .. } = entry.place {
                     self.activate(&key);
                 }
             }
@@ -459,5 +466,23 @@ mod tests {
         queue.add_or_update(pod("b").info());
         queue.delete("default/a");
         assert_eq!(names(&mut queue), vec!["b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_changed_pod_not_its_status_wakes_it() {
+        let cases = [
+            ("status only", pod("p").nominated("n1").info(), false),
+            ("labels", pod("p").label("app", "web").info(), true),
+            ("spec", pod("p").priority(5).info(), true),
+        ];
+        for (name, update, wakes) in cases {
+            let mut queue = SchedulingQueue::new();
+            let now = Instant::now();
+            queue.add_or_update(pod("p").info());
+            queue.pop(now).unwrap();
+            queue.done_unschedulable("default/p", vec!["NodeResourcesFit"], now);
+            queue.add_or_update(update);
+            assert_eq!(queue.pop(now).is_some(), wakes, "{name}");
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! The runner: watches Nodes and Pods, keeps the snapshot and the queue current, schedules
-//! one pod at a time through the pure core, and acts through [`ApiActions`] — binding,
-//! reporting `PodScheduled=False`, recording Events, nominating and evicting for preemption.
+//! The runner: watches Nodes, Pods and PodDisruptionBudgets, keeps the snapshot and the queue
+//! current, schedules one pod at a time through the pure core, and acts through
+//! [`ApiActions`] — binding, reporting `PodScheduled=False`, recording Events, nominating and
+//! evicting for preemption.
 //!
 //! [`SchedulerLoop`] holds every decision and returns the [`Action`]s to take, so tests drive
 //! it with objects and a fixed clock and assert the exact actions; [`run`] only wires watch
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
@@ -91,6 +93,8 @@ pub enum Action {
     },
     /// Set `status.nominatedNodeName` on a preemptor.
     Nominate { pod: PodRef, node: String },
+    /// Remove `status.nominatedNodeName`: preemption no longer holds a node for the pod.
+    ClearNomination { pod: PodRef },
     /// Mark a preemption victim with `DisruptionTarget`, then delete it with its own grace.
     Evict {
         pod: PodRef,
@@ -275,12 +279,18 @@ impl SchedulerLoop {
                     }
                     return;
                 }
-                let labels_changed = self
+                // Labels matter to selectors; the start of a deletion to preemption, which
+                // waits for its own victims to terminate rather than preempting again.
+                let changed = self
                     .snapshot
                     .pod_node(&key)
                     .and_then(|n| n.pods.iter().find(|p| p.key() == key))
-                    .is_some_and(|p| p.labels != info.labels);
-                if placed.as_deref() == Some(node.as_str()) && !labels_changed {
+                    .is_some_and(|p| {
+                        p.labels != info.labels
+                            || p.pod.metadata.deletion_timestamp.is_some()
+                                != info.pod.metadata.deletion_timestamp.is_some()
+                    });
+                if placed.as_deref() == Some(node.as_str()) && !changed {
                     return;
                 }
                 self.snapshot.remove_pod(&info.namespace, &info.name);
@@ -295,17 +305,55 @@ impl SchedulerLoop {
                 );
             }
             None if self.binding.contains(&key) => {}
-            None if self.is_ours(&info.pod) => self.queue.add_or_update(info),
-            None => self.queue.delete(&key),
+            None if self.is_ours(&info.pod) => {
+                // The API's nomination wins. Without one, a nomination made in memory stands
+                // (the watch may echo the pod before the nominating patch lands), unless the
+                // API had it and it was cleared since (kube-scheduler's `updateNominatedPod`).
+                match nominated_node_name(&info) {
+                    Some(node) => self.snapshot.nominate(Arc::clone(&info), &node),
+                    None => {
+                        if let Some(node) = self.snapshot.nominated_node(&key).map(str::to_owned) {
+                            let cleared = self
+                                .snapshot
+                                .nominated_pods(&node)
+                                .iter()
+                                .find(|p| p.key() == key)
+                                .is_some_and(|p| nominated_node_name(p).is_some());
+                            if cleared {
+                                self.snapshot.remove_nomination(&key);
+                            } else {
+                                self.snapshot.nominate(Arc::clone(&info), &node);
+                            }
+                        }
+                    }
+                }
+                self.queue.add_or_update(info)
+            }
+            None => {
+                self.snapshot.remove_nomination(&key);
+                self.queue.delete(&key)
+            }
         }
     }
 
     pub fn pod_deleted(&mut self, namespace: &str, name: &str, now: Instant) {
         self.queue.delete(&format!("{namespace}/{name}"));
+        self.snapshot
+            .remove_nomination(&format!("{namespace}/{name}"));
         if self.snapshot.remove_pod(namespace, name).is_some() {
             self.queue
                 .on_cluster_event(ClusterEvent::AssignedPodDeleted, now);
         }
+    }
+
+    /// A PodDisruptionBudget was added or changed. Budgets only steer preemption, never make
+    /// it impossible, so no waiting pod is woken.
+    pub fn disruption_budget_applied(&mut self, pdb: &PodDisruptionBudget) {
+        self.snapshot.upsert_disruption_budget(pdb);
+    }
+
+    pub fn disruption_budget_deleted(&mut self, namespace: &str, name: &str) {
+        self.snapshot.remove_disruption_budget(namespace, name);
     }
 
     /// When to call [`SchedulerLoop::schedule_next`] again if no event arrives.
@@ -358,6 +406,31 @@ impl SchedulerLoop {
                         pod: pod_ref.clone(),
                         node: nomination.node.clone(),
                     });
+                    // Less important pods nominated to the same node lose their claim: the
+                    // space is this pod's now (kube-scheduler's `prepareCandidate`).
+                    let displaced: Vec<Arc<PodInfo>> = self
+                        .snapshot
+                        .nominated_pods(&nomination.node)
+                        .iter()
+                        .filter(|p| p.priority < pod.priority && p.key() != key)
+                        .cloned()
+                        .collect();
+                    for displaced in displaced {
+                        self.snapshot.remove_nomination(&displaced.key());
+                        outcome.actions.push(Action::ClearNomination {
+                            pod: PodRef::of(&displaced),
+                        });
+                    }
+                    // At once, not when the patch comes back: the next cycle must already
+                    // leave the freed space to this pod.
+                    self.snapshot.nominate(Arc::clone(&pod), &nomination.node);
+                } else if fit.clear_nomination {
+                    let in_memory = self.snapshot.remove_nomination(&key).is_some();
+                    if in_memory || nominated_node_name(&pod).is_some() {
+                        outcome.actions.push(Action::ClearNomination {
+                            pod: pod_ref.clone(),
+                        });
+                    }
                 }
                 outcome.actions.push(Action::MarkUnschedulable {
                     pod: pod_ref.clone(),
@@ -415,10 +488,23 @@ impl SchedulerLoop {
         tracing::warn!(pod = %key, node = %bind.node, error = %status.message(), "binding failed; retrying");
         self.scheduler
             .forget(&mut self.snapshot, &bind.pod, &bind.node);
+        // Assuming ended the pod's nomination; the API still holds it.
+        if let Some(node) = nominated_node_name(&bind.pod) {
+            self.snapshot.nominate(Arc::clone(&bind.pod), &node);
+        }
         // The pod is still in the queue, in flight; if it was deleted meanwhile it stays gone.
         self.queue.done_error(&key, now);
         Vec::new()
     }
+}
+
+/// The pod's `status.nominatedNodeName`, if set.
+fn nominated_node_name(pod: &PodInfo) -> Option<String> {
+    pod.pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.clone())
+        .filter(|n| !n.is_empty())
 }
 
 /// [`ApiActions`] through a kube client.
@@ -496,6 +582,14 @@ impl KubeActions {
                     .await
                     .map(drop)
                     .map_err(api_error("nominating a node for", &pod))
+            }
+            Action::ClearNomination { pod } => {
+                let patch = serde_json::json!({"status": {"nominatedNodeName": null}});
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+                api.patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map(drop)
+                    .map_err(api_error("clearing the nominated node of", &pod))
             }
             Action::Evict {
                 pod,
@@ -632,8 +726,8 @@ fn spawn_action(actions: &Arc<dyn ApiActions>, action: Action) {
     });
 }
 
-/// Runs the scheduler until a watch ends: waits for the first full list of Nodes and Pods,
-/// then schedules pending pods as they become due, binding concurrently.
+/// Runs the scheduler until a watch ends: waits for the first full list of Nodes, Pods and
+/// PodDisruptionBudgets, then schedules pending pods as they become due, binding concurrently.
 pub async fn run(client: kube::Client, config: SchedulerConfig) -> Result<(), RunError> {
     let actions: Arc<dyn ApiActions> = Arc::new(KubeActions::new(client.clone(), &config));
     run_with(client, config, actions).await
@@ -648,19 +742,28 @@ pub async fn run_with(
     let mut nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
-    let mut pods = watcher(Api::<Pod>::all(client), watcher::Config::default())
+    let mut pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
+    let mut budgets = watcher(
+        Api::<PodDisruptionBudget>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
     let mut state = SchedulerLoop::new(config);
     let binder: Arc<dyn Bind> = Arc::new(DefaultBinder {
         api: Arc::new(ActionsBinder(Arc::clone(&actions))),
     });
     let (bind_done_tx, mut bind_done) = mpsc::unbounded_channel::<(PendingBind, Status)>();
-    let (mut nodes_synced, mut pods_synced) = (false, false);
+    let (mut nodes_synced, mut pods_synced, mut budgets_synced) = (false, false, false);
     let mut seen_nodes: Option<HashSet<String>> = None;
     let mut seen_pods: Option<HashSet<(String, String)>> = None;
+    let mut seen_budgets: Option<HashSet<(String, String)>> = None;
     loop {
-        let ready = nodes_synced && pods_synced;
+        // Like kube-scheduler, wait for every cache: preempting before the budgets are known
+        // could pick victims a budget protects.
+        let ready = nodes_synced && pods_synced && budgets_synced;
         let wakeup = if ready && state.queue.has_active() {
             Instant::now()
         } else {
@@ -732,6 +835,40 @@ pub async fn run_with(
                             }
                         }
                         pods_synced = true;
+                    }
+                }
+            }
+            event = budgets.next() => {
+                match event {
+                    None => return Err(RunError::WatchEnded("poddisruptionbudget")),
+                    Some(Err(error)) => tracing::warn!(%error, "poddisruptionbudget watch failed; retrying"),
+                    Some(Ok(watcher::Event::Init)) => seen_budgets = Some(HashSet::new()),
+                    Some(Ok(watcher::Event::InitApply(pdb) | watcher::Event::Apply(pdb))) => {
+                        if let Some(seen) = seen_budgets.as_mut() {
+                            seen.insert((
+                                pdb.metadata.namespace.clone().unwrap_or_default(),
+                                pdb.metadata.name.clone().unwrap_or_default(),
+                            ));
+                        }
+                        state.disruption_budget_applied(&pdb);
+                    }
+                    Some(Ok(watcher::Event::Delete(pdb))) => {
+                        state.disruption_budget_deleted(
+                            pdb.metadata.namespace.as_deref().unwrap_or_default(),
+                            pdb.metadata.name.as_deref().unwrap_or_default(),
+                        );
+                    }
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        if let Some(seen) = seen_budgets.take() {
+                            let stale: Vec<(String, String)> = state.snapshot.disruption_budgets()
+                                .map(|b| (b.namespace.clone(), b.name.clone()))
+                                .filter(|k| !seen.contains(k))
+                                .collect();
+                            for (namespace, name) in stale {
+                                state.disruption_budget_deleted(&namespace, &name);
+                            }
+                        }
+                        budgets_synced = true;
                     }
                 }
             }
@@ -965,5 +1102,220 @@ mod tests {
         state.pod_applied(pod("bound").node_name("n1").build(), now);
         assert!(state.schedule_next(now).is_none());
         assert_eq!(state.snapshot().node("n1").unwrap().pods.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn space_freed_by_preemption_is_kept_for_the_preemptor() {
+        let mut state = SchedulerLoop::new(SchedulerConfig::default());
+        let now = Instant::now();
+        state.node_applied(small_node("n1"), now);
+        state.pod_applied(
+            pod("low")
+                .priority(1)
+                .requests(&[("cpu", "1")])
+                .node_name("n1")
+                .build(),
+            now,
+        );
+        state.pod_applied(
+            pod("vip").priority(100).requests(&[("cpu", "1")]).build(),
+            now,
+        );
+        let preempting = state.schedule_next(now).unwrap();
+        assert!(preempting.actions.contains(&Action::Nominate {
+            pod: pod_ref("vip"),
+            node: "n1".into()
+        }));
+        assert_eq!(state.snapshot().nominated_node("default/vip"), Some("n1"));
+        // The victim goes at once, while the preemptor serves its backoff; a less important
+        // pod arriving now must not take the space.
+        state.pod_deleted("default", "low", now);
+        state.pod_applied(
+            pod("mid").priority(50).requests(&[("cpu", "1")]).build(),
+            now,
+        );
+        let mid = state.schedule_next(now).unwrap();
+        assert!(mid.bind.is_none(), "{:?}", mid.actions);
+        // The watch echoes the preemptor before the nominating patch lands: still nominated.
+        state.pod_applied(
+            pod("vip").priority(100).requests(&[("cpu", "1")]).build(),
+            now,
+        );
+        assert_eq!(state.snapshot().nominated_node("default/vip"), Some("n1"));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let vip = state.schedule_next(Instant::now()).unwrap();
+        assert_eq!(
+            vip.actions,
+            vec![Action::Bind {
+                pod: pod_ref("vip"),
+                node: "n1".into()
+            }]
+        );
+        assert!(!state.snapshot().has_nominated_pods());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nominations_follow_the_api_and_end_with_the_pod() {
+        let mut state = SchedulerLoop::new(SchedulerConfig::default());
+        let now = Instant::now();
+        state.node_applied(small_node("n1"), now);
+        state.pod_applied(pod("waiting").nominated("n1").build(), now);
+        assert_eq!(
+            state.snapshot().nominated_node("default/waiting"),
+            Some("n1")
+        );
+        // Cleared through the API: the nomination ends.
+        state.pod_applied(pod("waiting").build(), now);
+        assert!(!state.snapshot().has_nominated_pods());
+        state.pod_applied(pod("waiting").nominated("n1").build(), now);
+        state.pod_deleted("default", "waiting", now);
+        assert!(!state.snapshot().has_nominated_pods());
+        state.pod_applied(pod("bound").nominated("n1").build(), now);
+        state.pod_applied(pod("bound").nominated("n1").node_name("n1").build(), now);
+        assert!(!state.snapshot().has_nominated_pods());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preemption_spares_pods_a_disruption_budget_protects() {
+        let mut state = SchedulerLoop::new(SchedulerConfig::default());
+        let now = Instant::now();
+        state.node_applied(small_node("n1"), now);
+        state.node_applied(small_node("n2"), now);
+        for (name, node, priority, app) in [("db", "n1", 1, "db"), ("web", "n2", 5, "web")] {
+            state.pod_applied(
+                pod(name)
+                    .priority(priority)
+                    .label("app", app)
+                    .requests(&[("cpu", "1")])
+                    .node_name(node)
+                    .build(),
+                now,
+            );
+        }
+        state.disruption_budget_applied(&crate::testing::budget("db", "db", 0, &[]));
+        state.pod_applied(
+            pod("vip").priority(100).requests(&[("cpu", "1")]).build(),
+            now,
+        );
+        let outcome = state.schedule_next(now).unwrap();
+        assert_eq!(
+            outcome.actions[..2],
+            [
+                Action::Evict {
+                    pod: pod_ref("web"),
+                    grace_period_seconds: None,
+                    preemptor: "default/vip".into()
+                },
+                Action::Nominate {
+                    pod: pod_ref("vip"),
+                    node: "n2".into()
+                },
+            ]
+        );
+        state.disruption_budget_deleted("default", "db");
+        assert_eq!(state.snapshot().disruption_budgets().len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_preemptor_waits_for_its_terminating_victims_instead_of_preempting_again() {
+        let mut state = SchedulerLoop::new(SchedulerConfig::default());
+        let now = Instant::now();
+        state.node_applied(small_node("n1"), now);
+        let low = || {
+            pod("low")
+                .priority(1)
+                .requests(&[("cpu", "1")])
+                .node_name("n1")
+        };
+        state.pod_applied(low().build(), now);
+        state.pod_applied(
+            pod("vip").priority(100).requests(&[("cpu", "1")]).build(),
+            now,
+        );
+        assert!(matches!(
+            state.schedule_next(now).unwrap().actions[0],
+            Action::Evict { .. }
+        ));
+        // The victim is being deleted with a grace period; something else wakes the preemptor.
+        state.pod_applied(low().terminating_by_preemption().build(), now);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        state.node_applied(
+            Arc::unwrap_or_clone(node("tiny").allocatable(&[("cpu", "100m")]).build()),
+            Instant::now(),
+        );
+        let retry = state.schedule_next(Instant::now()).unwrap();
+        assert!(
+            !retry
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Evict { .. } | Action::Nominate { .. })),
+            "{:?}",
+            retry.actions
+        );
+        let Action::MarkUnschedulable { message, .. } = &retry.actions[0] else {
+            panic!("{:?}", retry.actions);
+        };
+        assert!(
+            message.ends_with(
+                "preemption: not eligible due to a terminating pod on the nominated node.."
+            ),
+            "{message}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preemption_takes_over_or_drops_stale_nominations() {
+        // A less important pod nominated to the chosen node loses its claim.
+        let mut state = SchedulerLoop::new(SchedulerConfig::default());
+        let now = Instant::now();
+        state.node_applied(small_node("n1"), now);
+        state.pod_applied(
+            pod("low")
+                .priority(1)
+                .requests(&[("cpu", "1")])
+                .node_name("n1")
+                .build(),
+            now,
+        );
+        let requests = [("cpu", "1")];
+        state.pod_applied(
+            pod("mid")
+                .priority(50)
+                .requests(&requests)
+                .nominated("n1")
+                .build(),
+            now,
+        );
+        state.pod_applied(pod("vip").priority(100).requests(&requests).build(), now);
+        let outcome = state.schedule_next(now).unwrap();
+        assert!(
+            outcome.actions.contains(&Action::ClearNomination {
+                pod: pod_ref("mid")
+            }),
+            "{:?}",
+            outcome.actions
+        );
+        assert_eq!(state.snapshot().nominated_node("default/mid"), None);
+        assert_eq!(state.snapshot().nominated_node("default/vip"), Some("n1"));
+
+        // A pod no preemption can help any more drops its nomination.
+        let mut state = SchedulerLoop::new(SchedulerConfig::default());
+        state.node_applied(small_node("n1"), now);
+        state.pod_applied(
+            pod("big")
+                .priority(100)
+                .requests(&[("cpu", "2")])
+                .nominated("n1")
+                .build(),
+            now,
+        );
+        let outcome = state.schedule_next(now).unwrap();
+        assert_eq!(
+            outcome.actions[0],
+            Action::ClearNomination {
+                pod: pod_ref("big")
+            }
+        );
+        assert!(!state.snapshot().has_nominated_pods());
     }
 }

@@ -64,6 +64,8 @@ pub struct FitError {
     pub diagnosis: Diagnosis,
     /// Preemption found a node: evict these victims, then the pod fits there.
     pub nomination: Option<Nomination>,
+    /// Preemption found no node at all: a nomination the pod has is stale and must go.
+    pub clear_nomination: bool,
 }
 
 impl fmt::Display for FitError {
@@ -215,7 +217,7 @@ impl Scheduler {
             for offset in 0..node_count {
                 let index = (start + offset) % node_count;
                 evaluated = offset + 1;
-                match run_filters(&filters, &cycle, &nodes[index]) {
+                match run_filters_with_nominated_pods(&filters, &cycle, &nodes[index]) {
                     None => {
                         feasible.push(index);
                         if feasible.len() >= wanted {
@@ -241,8 +243,9 @@ impl Scheduler {
 
         if feasible.is_empty() {
             let mut nomination = None;
+            let mut clear_nomination = false;
             let run = |c: &Cycle<'_>, n: &NodeInfo| {
-                run_filters(&filters, c, n).unwrap_or_else(Status::success)
+                run_filters_with_nominated_pods(&filters, c, n).unwrap_or_else(Status::success)
             };
             for plugin in &self.profile.post_filters {
                 match plugin.post_filter(&cycle, &diagnosis.node_statuses, &run) {
@@ -251,6 +254,7 @@ impl Scheduler {
                         break;
                     }
                     Err(status) => {
+                        clear_nomination |= status.code == Code::UnschedulableAndUnresolvable;
                         let message = status.message();
                         if !message.is_empty() {
                             diagnosis.post_filter_message = Some(message);
@@ -260,12 +264,14 @@ impl Scheduler {
             }
             if nomination.is_some() {
                 diagnosis.post_filter_message = None;
+                clear_nomination = false;
             }
             return Err(ScheduleError::Unschedulable(Box::new(FitError {
                 pod: pod.key(),
                 node_count,
                 diagnosis,
                 nomination,
+                clear_nomination,
             })));
         }
 
@@ -375,6 +381,39 @@ fn run_filters(filters: &[&dyn Filter], cycle: &Cycle<'_>, node: &NodeInfo) -> O
         }
     }
     None
+}
+
+/// [`run_filters`] as kube-scheduler's `RunFilterPluginsWithNominatedPods`: when pods of the
+/// same or higher priority are nominated to the node, the pod must fit with them in place (so
+/// it does not take the space preemption freed for them) and also without them (so it does not
+/// rely on their affinity before they are there). Without nominations — the common case — it
+/// costs one check of an empty map.
+fn run_filters_with_nominated_pods(
+    filters: &[&dyn Filter],
+    cycle: &Cycle<'_>,
+    node: &NodeInfo,
+) -> Option<Status> {
+    if cycle.snapshot.has_nominated_pods() {
+        let pod = cycle.pod;
+        let mut nominated = cycle
+            .snapshot
+            .nominated_pods(&node.name)
+            .iter()
+            .filter(|p| {
+                p.priority >= pod.priority && !(p.namespace == pod.namespace && p.name == pod.name)
+            })
+            .peekable();
+        if nominated.peek().is_some() {
+            let mut with_nominated = node.clone();
+            for nominated_pod in nominated {
+                with_nominated.add_pod(Arc::clone(nominated_pod));
+            }
+            if let Some(status) = run_filters(filters, cycle, &with_nominated) {
+                return Some(status);
+            }
+        }
+    }
+    run_filters(filters, cycle, node)
 }
 
 #[cfg(test)]
@@ -575,5 +614,100 @@ mod tests {
             .schedule_one(&mut snapshot, &pod("p").info())
             .unwrap_err();
         assert_eq!(error.to_string(), "no nodes available to schedule pods");
+    }
+
+    #[test]
+    fn nominated_pods_of_equal_or_higher_priority_hold_their_space() {
+        // (case, nominated pod's priority, nominated node, incoming priority, incoming is the
+        // nominated pod, expected node or None for unschedulable)
+        let cases = [
+            (
+                "higher-priority nomination holds the space",
+                100,
+                "n1",
+                50,
+                false,
+                None,
+            ),
+            ("equal priority holds it too", 50, "n1", 50, false, None),
+            (
+                "a lower-priority nomination does not",
+                10,
+                "n1",
+                50,
+                false,
+                Some("n1"),
+            ),
+            (
+                "a pod does not hold space against itself",
+                100,
+                "n1",
+                100,
+                true,
+                Some("n1"),
+            ),
+            (
+                "a nomination elsewhere does not matter",
+                100,
+                "n2",
+                50,
+                false,
+                Some("n1"),
+            ),
+        ];
+        for (name, nominated_priority, nominated_node, priority, itself, want) in cases {
+            let small = |n: &str| {
+                node(n)
+                    .allocatable(&[("cpu", "1"), ("memory", "1Gi"), ("pods", "110")])
+                    .build()
+            };
+            let mut nodes = vec![small("n1")];
+            if nominated_node == "n2" {
+                nodes.push(small("n2"));
+            }
+            let mut snapshot = snapshot(nodes, vec![]);
+            if nominated_node == "n2" {
+                // n2 is full, so only n1 can take the incoming pod.
+                snapshot
+                    .add_pod(pod("n2-full").requests(&[("cpu", "1")]).info(), "n2")
+                    .unwrap();
+            }
+            let nominated = pod("nominated")
+                .priority(nominated_priority)
+                .requests(&[("cpu", "1")])
+                .info();
+            snapshot.nominate(Arc::clone(&nominated), nominated_node);
+            let incoming = if itself {
+                nominated
+            } else {
+                pod("incoming")
+                    .priority(priority)
+                    .requests(&[("cpu", "1")])
+                    .info()
+            };
+            let result = scheduler().schedule_one(&mut snapshot, &incoming);
+            match (want, result) {
+                (Some(node), Ok(result)) => assert_eq!(result.node, node, "{name}"),
+                (None, Err(ScheduleError::Unschedulable(error))) => assert_eq!(
+                    error.diagnosis.node_statuses.failed[0].1.message(),
+                    "Insufficient cpu",
+                    "{name}"
+                ),
+                (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_nomination_ends_when_the_pod_is_placed() {
+        let mut snapshot = snapshot(vec![node("n1").build()], vec![]);
+        let nominated = pod("p").priority(100).info();
+        snapshot.nominate(Arc::clone(&nominated), "n1");
+        assert_eq!(snapshot.nominated_node("default/p"), Some("n1"));
+        scheduler()
+            .assume(&mut snapshot, Arc::clone(&nominated), "n1")
+            .unwrap();
+        assert!(!snapshot.has_nominated_pods());
+        assert!(snapshot.nominated_pods("n1").is_empty());
     }
 }

@@ -7,12 +7,18 @@
 //! registered lazily by [`Snapshot::prepare_for`] the first time a pod needs a selector, built by
 //! one scan, and from then on kept up to date by every pod addition and removal, so a cycle
 //! costs O(domains), not O(pods).
+//!
+//! Two things only preemption and its aftermath need ride along: the PodDisruptionBudgets, and
+//! the nominated pods — preemptors waiting for their victims to leave, whose requests Filter
+//! counts on their node so that another pod does not take the space freed for them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
+use crate::disruption_budget::DisruptionBudget;
 use crate::pod_info::{AffinityTerm, PodInfo};
 use crate::resources::Resources;
 use crate::selectors::{Labels, NodeRequirement};
@@ -268,6 +274,12 @@ pub struct Snapshot {
     pods_with_affinity: Vec<(usize, Arc<PodInfo>)>,
     counter_index: HashMap<CounterKey, usize>,
     counters: Vec<DomainCounter>,
+    /// PodDisruptionBudgets by `namespace/name`; only preemption reads them.
+    disruption_budgets: HashMap<String, DisruptionBudget>,
+    /// Pods waiting for a node that preemption freed for them, by node name, and the node of
+    /// each such pod by pod key. Empty on a quiet cluster, which keeps Filter on its fast path.
+    nominated_pods: HashMap<String, Vec<Arc<PodInfo>>>,
+    nominated_nodes: HashMap<String, String>,
 }
 
 impl Snapshot {
@@ -326,9 +338,13 @@ impl Snapshot {
     }
 
     /// Puts a pod on a node: an assumed pod (the scheduler's own decision, before the bind
-    /// lands) or a bound pod seen by the watch. Counters are updated.
+    /// lands) or a bound pod seen by the watch. Counters are updated, and a nomination of the
+    /// pod ends: its resources now count on its node for real.
     pub fn add_pod(&mut self, pod: Arc<PodInfo>, node_name: &str) -> Result<(), SnapshotError> {
         let key = pod.key();
+        if !self.nominated_nodes.is_empty() {
+            self.remove_nomination(&key);
+        }
         if self.pod_locations.contains_key(&key) {
             return Err(SnapshotError::PodAlreadyPresent(key));
         }
@@ -403,13 +419,88 @@ impl Snapshot {
             .iter()
             .flat_map(|n| n.pods.iter().map(|p| (n.name.clone(), Arc::clone(p))))
             .collect();
-        *self = Snapshot::default();
+        let disruption_budgets = std::mem::take(&mut self.disruption_budgets);
+        let nominated_pods = std::mem::take(&mut self.nominated_pods);
+        let nominated_nodes = std::mem::take(&mut self.nominated_nodes);
+        *self = Snapshot {
+            disruption_budgets,
+            nominated_pods,
+            nominated_nodes,
+            ..Snapshot::default()
+        };
         for node in nodes {
             self.push_node(node.node);
         }
         for (node_name, pod) in pods {
             let _ = self.add_pod(pod, &node_name);
         }
+    }
+
+    /// Adds or replaces a PodDisruptionBudget from the watch.
+    pub fn upsert_disruption_budget(&mut self, pdb: &PodDisruptionBudget) {
+        let key = format!(
+            "{}/{}",
+            pdb.metadata.namespace.as_deref().unwrap_or("default"),
+            pdb.metadata.name.as_deref().unwrap_or_default()
+        );
+        match DisruptionBudget::new(pdb) {
+            Some(budget) => {
+                self.disruption_budgets.insert(key, budget);
+            }
+            // A budget whose selector became empty covers nothing any more.
+            None => {
+                self.disruption_budgets.remove(&key);
+            }
+        }
+    }
+
+    pub fn remove_disruption_budget(&mut self, namespace: &str, name: &str) {
+        self.disruption_budgets
+            .remove(&format!("{namespace}/{name}"));
+    }
+
+    pub fn disruption_budgets(&self) -> impl ExactSizeIterator<Item = &DisruptionBudget> {
+        self.disruption_budgets.values()
+    }
+
+    /// Records that `pod` waits for `node` (preemption chose it, or the pod's
+    /// `status.nominatedNodeName` says so), replacing an earlier nomination of the pod. Until
+    /// the pod is placed, Filter counts it on `node` for pods of no higher priority.
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) {
+        let key = pod.key();
+        self.remove_nomination(&key);
+        self.nominated_pods
+            .entry(node.to_owned())
+            .or_default()
+            .push(pod);
+        self.nominated_nodes.insert(key, node.to_owned());
+    }
+
+    /// Forgets the nomination of the pod with `key` (placed, deleted, or nominated nowhere).
+    pub fn remove_nomination(&mut self, key: &str) -> Option<String> {
+        let node = self.nominated_nodes.remove(key)?;
+        if let Some(pods) = self.nominated_pods.get_mut(&node) {
+            pods.retain(|p| p.key() != key);
+            if pods.is_empty() {
+                self.nominated_pods.remove(&node);
+            }
+        }
+        Some(node)
+    }
+
+    /// Whether any pod is nominated anywhere; when not, Filter skips the nominated-pods pass.
+    pub fn has_nominated_pods(&self) -> bool {
+        !self.nominated_nodes.is_empty()
+    }
+
+    /// The pods nominated to `node`.
+    pub fn nominated_pods(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated_pods.get(node).map_or(&[], Vec::as_slice)
+    }
+
+    /// The node the pod with `key` is nominated to.
+    pub fn nominated_node(&self, key: &str) -> Option<&str> {
+        self.nominated_nodes.get(key).map(String::as_str)
     }
 
     fn drop_counters(&mut self) {

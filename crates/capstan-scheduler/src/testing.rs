@@ -7,11 +7,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerImage, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, NodeSpec, NodeStatus, Pod, PodAffinity, PodAffinityTerm, PodAntiAffinity,
-    PodSpec, PreferredSchedulingTerm, ResourceRequirements, Taint, Toleration,
+    PodCondition, PodSpec, PreferredSchedulingTerm, ResourceRequirements, Taint, Toleration,
     TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
+use k8s_openapi::api::policy::v1::{
+    PodDisruptionBudget, PodDisruptionBudgetSpec, PodDisruptionBudgetStatus,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 
 use crate::framework::{Code, Cycle, Filter, PreFilter, Status};
 use crate::pod_info::PodInfo;
@@ -296,6 +299,38 @@ impl PodBuilder {
         self
     }
 
+    /// Sets `status.startTime` to `seconds` after the Unix epoch.
+    pub fn started(mut self, seconds: i64) -> Self {
+        self.0.status.get_or_insert_default().start_time = Some(Time(
+            jiff::Timestamp::from_second(seconds).expect("a valid timestamp"),
+        ));
+        self
+    }
+
+    /// Sets `status.nominatedNodeName`, as preemption does through the API.
+    pub fn nominated(mut self, node: &str) -> Self {
+        self.0.status.get_or_insert_default().nominated_node_name = Some(node.into());
+        self
+    }
+
+    /// Marks the pod as a preemption victim being deleted: `deletionTimestamp` and the
+    /// `DisruptionTarget` condition the scheduler sets.
+    pub fn terminating_by_preemption(mut self) -> Self {
+        self.0.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        self.0
+            .status
+            .get_or_insert_default()
+            .conditions
+            .get_or_insert_default()
+            .push(PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("PreemptionByScheduler".into()),
+                ..Default::default()
+            });
+        self
+    }
+
     #[allow(dead_code)]
     pub fn build(self) -> Pod {
         self.0
@@ -329,6 +364,32 @@ fn affinity_term(topology_key: &str, app: &str) -> PodAffinityTerm {
         label_selector: Some(app_selector(app)),
         topology_key: topology_key.into(),
         ..Default::default()
+    }
+}
+
+/// A PodDisruptionBudget in `default` covering pods labelled `app`, with `allowed` disruptions
+/// left and `disrupted` pods already counted.
+pub fn budget(name: &str, app: &str, allowed: i32, disrupted: &[&str]) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        spec: Some(PodDisruptionBudgetSpec {
+            selector: Some(app_selector(app)),
+            ..Default::default()
+        }),
+        status: Some(PodDisruptionBudgetStatus {
+            disruptions_allowed: allowed,
+            disrupted_pods: (!disrupted.is_empty()).then(|| {
+                disrupted
+                    .iter()
+                    .map(|n| (n.to_string(), Time(jiff::Timestamp::UNIX_EPOCH)))
+                    .collect()
+            }),
+            ..Default::default()
+        }),
     }
 }
 
