@@ -1,7 +1,8 @@
 //! The Job controller on real containers: a Job runs its completions a few pods at a time and
 //! completes (`kubectl wait --for=condition=complete`), a Job whose pods fail stops at its
-//! backoff limit, a finished Job with a TTL is deleted with its pods, and `kubectl create job
-//! --from=cronjob/x` runs a CronJob's template once (schedules themselves are unit-tested).
+//! backoff limit, a Job past its active deadline fails and stops its pods, a finished Job with
+//! a TTL is deleted with its pods, `kubectl create job --from=cronjob/x` runs a CronJob's
+//! template once, and a CronJob runs on its schedule (concurrency policies are unit-tested).
 
 use std::time::Duration;
 
@@ -180,4 +181,112 @@ spec:
     );
     let row = cluster.kubectl(&["get", "cronjobs", "nightly", "--no-headers"]);
     assert!(row.starts_with("nightly"), "{row}");
+}
+
+#[test]
+fn a_job_past_its_active_deadline_fails_and_its_pods_are_stopped() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &job(
+            "slow",
+            "trap \"exit 0\" TERM; while true; do sleep 1; done",
+            "  activeDeadlineSeconds: 3\n",
+        ),
+    );
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=failed",
+        "job/slow",
+        "--timeout=60s",
+    ]);
+    assert_eq!(
+        job_field(
+            &cluster,
+            "slow",
+            "{.status.active} {.status.conditions[?(@.type==\"Failed\")].reason}"
+        ),
+        "0 DeadlineExceeded"
+    );
+    assert_eq!(
+        job_field(
+            &cluster,
+            "slow",
+            "{.status.conditions[?(@.type==\"Failed\")].message}"
+        ),
+        "Job was active longer than specified deadline"
+    );
+    let running = || {
+        cluster.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=slow",
+            "-o",
+            "jsonpath={.items[?(@.status.phase==\"Running\")].metadata.name}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || running().is_empty()),
+        "still running: {}",
+        running()
+    );
+}
+
+#[test]
+fn a_cron_job_runs_on_its_schedule() {
+    let cluster = Cluster::start_with_node();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: minutely
+spec:
+  schedule: '* * * * *'
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: main
+            image: capstan.test/busybox:1
+            command: [sh, -c, 'exit 0']
+",
+    );
+    // The next minute boundary comes within 60 s; the Job is named after the scheduled minute.
+    let cron_field = |path: &str| {
+        cluster.kubectl(&[
+            "get",
+            "cronjob",
+            "minutely",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(90), || !cron_field(
+            "{.status.lastSuccessfulTime}"
+        )
+        .is_empty()),
+        "no successful run: {}",
+        cron_field("{.status}")
+    );
+    let scheduled = cron_field("{.status.lastScheduleTime}");
+    let minutes = scheduled
+        .parse::<jiff::Timestamp>()
+        .expect("an RFC 3339 time")
+        .as_second()
+        / 60;
+    let job = format!("minutely-{minutes}");
+    assert_eq!(
+        job_field(
+            &cluster,
+            &job,
+            "{.metadata.ownerReferences[0].name} {.status.succeeded}"
+        ),
+        "minutely 1"
+    );
 }
