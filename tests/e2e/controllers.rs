@@ -1,7 +1,7 @@
 //! The scheduler and workload controllers on real containers: Deployments rolling out, scaling,
 //! pausing and rolling back through kubectl; killed pods replaced; pods that fit nowhere left
-//! Pending with the scheduler's reasons; cordoned nodes; and a node taken away, its pods
-//! recreated on the node that is left.
+//! Pending with the scheduler's reasons; cordoned nodes; a higher-priority pod preempting a
+//! lower-priority one; and a node taken away, its pods recreated on the node that is left.
 
 use std::time::Duration;
 
@@ -284,6 +284,73 @@ spec:
         "{.status.phase}",
         "Running",
         Duration::from_secs(20),
+    );
+}
+
+#[test]
+fn a_higher_priority_pod_preempts_a_lower_priority_one() {
+    let cluster = Cluster::start_with_node();
+    // The node has 2 CPUs: either pod fits, both do not.
+    let pod = |name: &str, class: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  priorityClassName: {class}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: capstan.test/busybox:1
+    command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']
+    resources:
+      requests: {{cpu: 1500m}}
+"
+        )
+    };
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: batch}
+value: 100
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: urgent}
+value: 1000000
+",
+    );
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &pod("background", "batch"));
+    cluster.wait_for_pod(
+        "background",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(30),
+    );
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &pod("vip", "urgent"));
+    cluster.wait_for_pod("vip", "{.status.phase}", "Running", Duration::from_secs(40));
+    assert_eq!(cluster.pod_field("vip", "{.spec.nodeName}"), "e2e-node");
+    let gone = cluster.kubectl_output(&["get", "pod", "background"]);
+    assert!(
+        !gone.status.success(),
+        "the lower-priority pod is still there"
+    );
+    let uid = cluster.pod_field("vip", "{.metadata.uid}");
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=background",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        events.contains(&format!(
+            "Preempted: Preempted by pod {uid} on node e2e-node"
+        )),
+        "{events}"
     );
 }
 

@@ -99,6 +99,7 @@ pub enum Action {
     Evict {
         pod: PodRef,
         grace_period_seconds: Option<i64>,
+        /// `<preemptor uid> on node <node>`, as the victim's `Preempted` event words it.
         preemptor: String,
     },
 }
@@ -399,7 +400,8 @@ impl SchedulerLoop {
                         outcome.actions.push(Action::Evict {
                             pod: PodRef::of(victim),
                             grace_period_seconds: victim.termination_grace_period_seconds,
-                            preemptor: key.clone(),
+                            // Kubernetes' event names the preemptor by uid and the node.
+                            preemptor: format!("{} on node {}", pod.uid, nomination.node),
                         });
                     }
                     outcome.actions.push(Action::Nominate {
@@ -1065,7 +1067,7 @@ mod tests {
                 Action::Evict {
                     pod: pod_ref("low"),
                     grace_period_seconds: None,
-                    preemptor: "default/vip".into()
+                    preemptor: "uid-vip on node n1".into()
                 },
                 Action::Nominate {
                     pod: pod_ref("vip"),
@@ -1204,7 +1206,7 @@ mod tests {
                 Action::Evict {
                     pod: pod_ref("web"),
                     grace_period_seconds: None,
-                    preemptor: "default/vip".into()
+                    preemptor: "uid-vip on node n2".into()
                 },
                 Action::Nominate {
                     pod: pod_ref("vip"),
