@@ -28,8 +28,7 @@ use kube::runtime::reflector::Store;
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
 use crate::ownership::{
-    controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of, with_controller_ref,
-    without_owner,
+    claim_pods, controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of,
 };
 use crate::pods::{is_active, is_ready, pods_to_delete};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
@@ -350,32 +349,12 @@ pub async fn sync_job<A: Actions>(
         }
     };
     let plan = plan_claim(&uid, false, &selector, namespace_pods.iter().copied());
-    let mut owned: Vec<&Pod> = plan.owned;
-    for pod in plan.adopt {
-        let references = with_controller_ref(&pod.metadata, controller_ref(job));
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) => owned.push(pod),
-            Err(ActionError::NotFound(_)) => {}
-            Err(source) => {
-                return Err(SyncError::ClaimPods {
-                    job: job_name,
-                    source,
-                });
-            }
-        }
-    }
-    for pod in plan.release {
-        let references = without_owner(&pod.metadata, &uid);
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) | Err(ActionError::NotFound(_)) => {}
-            Err(source) => {
-                return Err(SyncError::ClaimPods {
-                    job: job_name,
-                    source,
-                });
-            }
-        }
-    }
+    let owned = claim_pods(actions, job, plan.owned, plan.adopt, plan.release)
+        .await
+        .map_err(|source| SyncError::ClaimPods {
+            job: job_name.clone(),
+            source,
+        })?;
 
     let old_status = job.status.clone().unwrap_or_default();
     let mut status = old_status.clone();

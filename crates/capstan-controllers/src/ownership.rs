@@ -14,6 +14,7 @@ use kube::Resource;
 use kube::runtime::reflector::Store;
 use serde_json::{Map, Value};
 
+use crate::actions::{ActionError, Actions};
 use crate::expectations::Expectations;
 use crate::runtime::{Change, ObjectKey, WorkQueue};
 
@@ -105,6 +106,35 @@ pub fn plan_claim<'a, T: Resource + 'a>(
         }
     }
     plan
+}
+
+/// Carries out a claim on pods: adopts `adopt` and releases `release` through `actions`, in that
+/// order. Returns `owned` with the pods adopted; a pod gone meanwhile is skipped (the next sync
+/// sees it as it is now), and the first other failure stops the claim.
+pub async fn claim_pods<'a, A: Actions, K: Resource<DynamicType = ()>>(
+    actions: &A,
+    owner: &K,
+    mut owned: Vec<&'a Pod>,
+    adopt: impl IntoIterator<Item = &'a Pod>,
+    release: impl IntoIterator<Item = &'a Pod>,
+) -> Result<Vec<&'a Pod>, ActionError> {
+    let owner_uid = owner.meta().uid.as_deref().unwrap_or_default();
+    for pod in adopt {
+        let references = with_controller_ref(&pod.metadata, controller_ref(owner));
+        match actions.patch_pod_owner_references(pod, &references).await {
+            Ok(()) => owned.push(pod),
+            Err(ActionError::NotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    for pod in release {
+        let references = without_owner(&pod.metadata, owner_uid);
+        match actions.patch_pod_owner_references(pod, &references).await {
+            Ok(()) | Err(ActionError::NotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(owned)
 }
 
 /// The owner references of `meta` with the owner's controller reference added (adoption).

@@ -19,10 +19,7 @@ use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions};
 use crate::expectations::{Cached, Expectations};
-use crate::ownership::{
-    controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of, with_controller_ref,
-    without_owner,
-};
+use crate::ownership::{claim_pods, enqueue_pod_owner, plan_claim, pods_in, selector_of};
 use crate::pod_control::{create_pods, delete_pods};
 use crate::pods::{is_active, is_available, is_ready, next_availability_check, pods_to_delete};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
@@ -174,33 +171,12 @@ pub async fn sync_replica_set<A: Actions>(
         .filter(|pod| is_active(pod))
         .collect();
     let plan = plan_claim(&rs_uid, deleting, &selector, active.iter().copied());
-    let mut owned: Vec<&Pod> = plan.owned;
-    for pod in plan.adopt {
-        let references = with_controller_ref(&pod.metadata, controller_ref(replica_set));
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) => owned.push(pod),
-            // Gone or changed meanwhile: the next sync sees it as it is now.
-            Err(ActionError::NotFound(_)) => {}
-            Err(source) => {
-                return Err(SyncError::ClaimPods {
-                    replica_set: rs_name,
-                    source,
-                });
-            }
-        }
-    }
-    for pod in plan.release {
-        let references = without_owner(&pod.metadata, &rs_uid);
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) | Err(ActionError::NotFound(_)) => {}
-            Err(source) => {
-                return Err(SyncError::ClaimPods {
-                    replica_set: rs_name,
-                    source,
-                });
-            }
-        }
-    }
+    let owned = claim_pods(actions, replica_set, plan.owned, plan.adopt, plan.release)
+        .await
+        .map_err(|source| SyncError::ClaimPods {
+            replica_set: rs_name.clone(),
+            source,
+        })?;
 
     let manage_error = if needs_sync && !deleting {
         manage_replicas(replica_set, &owned, actions, expectations, now)
@@ -368,6 +344,7 @@ fn status_differs(replica_set: &ReplicaSet, status: &ReplicaSetStatus) -> bool {
 pub(crate) mod tests {
     use super::*;
     use crate::actions::RecordingActions;
+    use crate::ownership::controller_ref;
     use crate::pods::tests::{at, pod};
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
     use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};

@@ -39,8 +39,7 @@ use crate::history::{
     CONTROLLER_REVISION_HASH_LABEL, new_revision, next_revision, same_data, template_patch,
 };
 use crate::ownership::{
-    controller_of, controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of,
-    with_controller_ref, without_owner,
+    claim_pods, controller_of, controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of,
 };
 use crate::pods::{is_available, is_ready, next_availability_check};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
@@ -469,28 +468,17 @@ pub async fn sync_stateful_set<A: Actions>(
         &selector,
         namespace_pods.iter().copied(),
     );
-    let (mut owned, strangers): (Vec<&Pod>, Vec<&Pod>) =
+    let (owned, strangers): (Vec<&Pod>, Vec<&Pod>) =
         plan.owned.into_iter().partition(|pod| member(pod));
-    let claim_error = |source| SyncError::ClaimPods {
-        stateful_set: set_name.clone(),
-        source,
-    };
-    for pod in plan.adopt.into_iter().filter(|pod| member(pod)) {
-        let references = with_controller_ref(&pod.metadata, controller_ref(set));
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) => owned.push(pod),
-            // Gone meanwhile: the next sync sees it as it is now.
-            Err(ActionError::NotFound(_)) => {}
-            Err(source) => return Err(claim_error(source)),
-        }
-    }
-    for pod in plan.release.into_iter().chain(strangers) {
-        let references = without_owner(&pod.metadata, &set_uid);
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) | Err(ActionError::NotFound(_)) => {}
-            Err(source) => return Err(claim_error(source)),
-        }
-    }
+    // Only pods named as members are adopted; owned pods that are not are released.
+    let adopt: Vec<&Pod> = plan.adopt.into_iter().filter(|pod| member(pod)).collect();
+    let release: Vec<&Pod> = plan.release.into_iter().chain(strangers).collect();
+    let owned = claim_pods(actions, set, owned, adopt, release)
+        .await
+        .map_err(|source| SyncError::ClaimPods {
+            stateful_set: set_name.clone(),
+            source,
+        })?;
 
     let owned_revisions = crate::history::owned_by(namespace_revisions.iter().copied(), &set_uid);
     let revisions = find_or_create_revisions(set, &owned_revisions, namespace_revisions, actions)

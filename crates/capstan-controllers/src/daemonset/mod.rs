@@ -35,8 +35,7 @@ use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
 use crate::history::{self, CONTROLLER_REVISION_HASH_LABEL};
 use crate::ownership::{
-    controller_of, controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of,
-    with_controller_ref, without_owner,
+    claim_pods, controller_of, enqueue_pod_owner, plan_claim, pods_in, selector_of,
 };
 use crate::pod_control::{create_pods, delete_pods};
 use crate::pods::{from_template, is_available, is_ready, next_availability_check};
@@ -438,32 +437,12 @@ pub async fn sync_daemon_set<A: Actions>(
     // Claim: adopt orphans the selector matches, release pods that stopped matching.
     let uid = daemon_set.metadata.uid.clone().unwrap_or_default();
     let plan = plan_claim(&uid, false, &selector, snapshot.pods.iter().copied());
-    let mut owned: Vec<&Pod> = plan.owned;
-    for pod in plan.adopt {
-        let references = with_controller_ref(&pod.metadata, controller_ref(daemon_set));
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) => owned.push(pod),
-            Err(ActionError::NotFound(_)) => {}
-            Err(source) => {
-                return Err(SyncError::ClaimPods {
-                    daemon_set: name,
-                    source,
-                });
-            }
-        }
-    }
-    for pod in plan.release {
-        let references = without_owner(&pod.metadata, &uid);
-        match actions.patch_pod_owner_references(pod, &references).await {
-            Ok(()) | Err(ActionError::NotFound(_)) => {}
-            Err(source) => {
-                return Err(SyncError::ClaimPods {
-                    daemon_set: name,
-                    source,
-                });
-            }
-        }
-    }
+    let owned = claim_pods(actions, daemon_set, plan.owned, plan.adopt, plan.release)
+        .await
+        .map_err(|source| SyncError::ClaimPods {
+            daemon_set: name.clone(),
+            source,
+        })?;
 
     // Pods by the node they are on or pinned to; finished pods already being deleted are gone
     // as far as placement goes.

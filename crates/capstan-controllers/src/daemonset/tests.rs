@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::*;
 use crate::actions::{Recorded, RecordingActions};
+use crate::ownership::controller_ref;
 use crate::pods::tests::{at, pod};
 
 fn labels() -> BTreeMap<String, String> {
