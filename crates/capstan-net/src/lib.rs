@@ -1,0 +1,12 @@
+//! Node networking, run by the agent on every node.
+//!
+//! - [`pod_network`]: a bridge per node, a veth and an address from the node's pod CIDR per pod,
+//!   routes to the other nodes' pod CIDRs (no overlay, no NAT between pods), masquerade for
+//!   traffic leaving the cluster.
+//! - [`service_proxy`]: Services as nftables rules (kube-proxy's nftables mode): cluster IPs,
+//!   node ports and load-balancer addresses balanced over ready endpoints in the kernel.
+//! - [`dns`]: cluster DNS (hickory) answering `svc.ns.svc.cluster.local` from the API.
+
+pub mod dns;
+pub mod pod_network;
+pub mod service_proxy;
