@@ -9,6 +9,7 @@
 //! typed k8s-openapi structs are used to check a body's shape and drop unknown fields.
 
 pub mod admission;
+pub mod cidr;
 pub mod defaults;
 pub mod managed_fields;
 pub mod object;
