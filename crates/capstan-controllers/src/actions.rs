@@ -14,7 +14,10 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Event, EventSource, LoadBalancerIngress, Node, ObjectReference, Pod, Service,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
@@ -255,6 +258,64 @@ pub trait Actions: Send + Sync + 'static {
         namespace: &str,
         name: &str,
         uid: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Sets `spec.podCIDR` and `spec.podCIDRs` of a node that has none, guarded by its uid and
+    /// `resourceVersion`: the API refuses to change a podCIDR once set, and a node that gained
+    /// one meanwhile answers Conflict.
+    fn patch_node_pod_cidr(
+        &self,
+        node: &Node,
+        cidr: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Creates an EndpointSlice (named by `generateName`); returns it as stored.
+    fn create_endpoint_slice(
+        &self,
+        namespace: &str,
+        slice: &EndpointSlice,
+    ) -> impl Future<Output = Result<EndpointSlice, ActionError>> + Send;
+
+    /// Replaces an EndpointSlice, guarded by its `resourceVersion`.
+    fn update_endpoint_slice(
+        &self,
+        slice: &EndpointSlice,
+    ) -> impl Future<Output = Result<EndpointSlice, ActionError>> + Send;
+
+    /// Deletes an EndpointSlice if it still has `uid`; NotFound when already gone.
+    fn delete_endpoint_slice(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Creates an Endpoints object with the Service's name; AlreadyExists when it exists.
+    fn create_endpoints(
+        &self,
+        namespace: &str,
+        endpoints: &Endpoints,
+    ) -> impl Future<Output = Result<Endpoints, ActionError>> + Send;
+
+    /// Replaces an Endpoints object, guarded by its `resourceVersion`.
+    fn update_endpoints(
+        &self,
+        endpoints: &Endpoints,
+    ) -> impl Future<Output = Result<Endpoints, ActionError>> + Send;
+
+    /// Deletes the Endpoints object of a deleted Service; NotFound when already gone.
+    fn delete_endpoints(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// Sets `status.loadBalancer.ingress` of a Service through the status subresource (an empty
+    /// list clears it). Idempotent: the whole list is written.
+    fn patch_service_load_balancer_ingress(
+        &self,
+        service: &Service,
+        ingress: &[LoadBalancerIngress],
     ) -> impl Future<Output = Result<(), ActionError>> + Send;
 
     /// Records an event. Best effort and never blocks the reconcile: a lost event changes no
@@ -501,6 +562,98 @@ impl Actions for KubeActions {
         Ok(())
     }
 
+    async fn patch_node_pod_cidr(&self, node: &Node, cidr: &str) -> Result<(), ActionError> {
+        let patch = json!({
+            "metadata": {
+                "uid": node.metadata.uid,
+                "resourceVersion": node.metadata.resource_version,
+            },
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+        });
+        Api::<Node>::all(self.client.clone())
+            .patch(
+                name_of(node),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn create_endpoint_slice(
+        &self,
+        namespace: &str,
+        slice: &EndpointSlice,
+    ) -> Result<EndpointSlice, ActionError> {
+        Ok(self
+            .api::<EndpointSlice>(namespace)
+            .create(&PostParams::default(), slice)
+            .await?)
+    }
+
+    async fn update_endpoint_slice(
+        &self,
+        slice: &EndpointSlice,
+    ) -> Result<EndpointSlice, ActionError> {
+        Ok(self
+            .api::<EndpointSlice>(namespace_of(slice))
+            .replace(name_of(slice), &PostParams::default(), slice)
+            .await?)
+    }
+
+    async fn delete_endpoint_slice(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), ActionError> {
+        self.api::<EndpointSlice>(namespace)
+            .delete(name, &delete_with_uid(uid))
+            .await?;
+        Ok(())
+    }
+
+    async fn create_endpoints(
+        &self,
+        namespace: &str,
+        endpoints: &Endpoints,
+    ) -> Result<Endpoints, ActionError> {
+        Ok(self
+            .api::<Endpoints>(namespace)
+            .create(&PostParams::default(), endpoints)
+            .await?)
+    }
+
+    async fn update_endpoints(&self, endpoints: &Endpoints) -> Result<Endpoints, ActionError> {
+        Ok(self
+            .api::<Endpoints>(namespace_of(endpoints))
+            .replace(name_of(endpoints), &PostParams::default(), endpoints)
+            .await?)
+    }
+
+    async fn delete_endpoints(&self, namespace: &str, name: &str) -> Result<(), ActionError> {
+        self.api::<Endpoints>(namespace)
+            .delete(name, &DeleteParams::default())
+            .await?;
+        Ok(())
+    }
+
+    async fn patch_service_load_balancer_ingress(
+        &self,
+        service: &Service,
+        ingress: &[LoadBalancerIngress],
+    ) -> Result<(), ActionError> {
+        let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+        self.api::<Service>(namespace_of(service))
+            .patch_status(
+                name_of(service),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
     fn record_event(&self, record: EventRecord) {
         let namespace = record
             .involved
@@ -583,6 +736,26 @@ pub enum Recorded {
     DeleteControllerRevision {
         namespace: String,
         name: String,
+    },
+    PatchNodePodCidr {
+        name: String,
+        cidr: String,
+    },
+    CreateEndpointSlice(Box<EndpointSlice>),
+    UpdateEndpointSlice(Box<EndpointSlice>),
+    DeleteEndpointSlice {
+        namespace: String,
+        name: String,
+    },
+    CreateEndpoints(Box<Endpoints>),
+    UpdateEndpoints(Box<Endpoints>),
+    DeleteEndpoints {
+        namespace: String,
+        name: String,
+    },
+    PatchServiceLoadBalancerIngress {
+        name: String,
+        ingress: Vec<LoadBalancerIngress>,
     },
 }
 
@@ -774,8 +947,121 @@ impl Recorded {
             Recorded::DeleteControllerRevision { name, .. } => {
                 format!("delete controllerrevision {name}")
             }
+            Recorded::PatchNodePodCidr { name, cidr } => {
+                format!("set podCIDR of node {name} to {cidr}")
+            }
+            Recorded::CreateEndpointSlice(slice) => format!(
+                "create endpointslice {} {}",
+                slice
+                    .metadata
+                    .name
+                    .as_deref()
+                    .or(slice.metadata.generate_name.as_deref())
+                    .unwrap_or_default(),
+                endpoint_slice_summary(slice)
+            ),
+            Recorded::UpdateEndpointSlice(slice) => format!(
+                "update endpointslice {} {}",
+                name_of(&**slice),
+                endpoint_slice_summary(slice)
+            ),
+            Recorded::DeleteEndpointSlice { name, .. } => format!("delete endpointslice {name}"),
+            Recorded::CreateEndpoints(endpoints) => format!(
+                "create endpoints {} {}",
+                name_of(&**endpoints),
+                endpoints_summary(endpoints)
+            ),
+            Recorded::UpdateEndpoints(endpoints) => format!(
+                "update endpoints {} {}",
+                name_of(&**endpoints),
+                endpoints_summary(endpoints)
+            ),
+            Recorded::DeleteEndpoints { name, .. } => format!("delete endpoints {name}"),
+            Recorded::PatchServiceLoadBalancerIngress { name, ingress } => {
+                let ips: Vec<&str> = ingress.iter().filter_map(|i| i.ip.as_deref()).collect();
+                format!(
+                    "set loadBalancer ingress of service {name} to [{}]",
+                    ips.join(",")
+                )
+            }
         }
     }
+}
+
+/// `ports=[http:8080/TCP] endpoints=[10.42.0.5 ready,10.42.0.6 terminating]`: what a test of
+/// an EndpointSlice usually asserts on.
+fn endpoint_slice_summary(slice: &EndpointSlice) -> String {
+    let ports: Vec<String> = slice
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "{}:{}/{}",
+                p.name.as_deref().unwrap_or(""),
+                p.port.unwrap_or(0),
+                p.protocol.as_deref().unwrap_or("TCP")
+            )
+        })
+        .collect();
+    let endpoints: Vec<String> = slice
+        .endpoints
+        .iter()
+        .map(|e| {
+            let conditions = e.conditions.clone().unwrap_or_default();
+            let state = if conditions.terminating == Some(true) {
+                "terminating"
+            } else if conditions.ready == Some(true) {
+                "ready"
+            } else {
+                "notready"
+            };
+            format!("{} {state}", e.addresses.join("+"))
+        })
+        .collect();
+    format!(
+        "ports=[{}] endpoints=[{}]",
+        ports.join(","),
+        endpoints.join(",")
+    )
+}
+
+/// `ports=[http:8080/TCP] addresses=[10.42.0.5] notReady=[10.42.0.6]`, subset by subset.
+fn endpoints_summary(endpoints: &Endpoints) -> String {
+    let subsets: Vec<String> = endpoints
+        .subsets
+        .iter()
+        .flatten()
+        .map(|subset| {
+            let ips = |list: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
+                list.iter()
+                    .flatten()
+                    .map(|a| a.ip.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let ports: Vec<String> = subset
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{}:{}/{}",
+                        p.name.as_deref().unwrap_or(""),
+                        p.port,
+                        p.protocol.as_deref().unwrap_or("TCP")
+                    )
+                })
+                .collect();
+            format!(
+                "ports=[{}] addresses=[{}] notReady=[{}]",
+                ports.join(","),
+                ips(&subset.addresses),
+                ips(&subset.not_ready_addresses)
+            )
+        })
+        .collect();
+    format!("subsets=[{}]", subsets.join("; "))
 }
 
 /// A recording fake of [`Actions`] for tests: every call is recorded in order and succeeds
@@ -1036,6 +1322,92 @@ impl Actions for RecordingActions {
         self.record(Recorded::DeleteControllerRevision {
             namespace: namespace.into(),
             name: name.into(),
+        })
+    }
+
+    async fn patch_node_pod_cidr(&self, node: &Node, cidr: &str) -> Result<(), ActionError> {
+        self.record(Recorded::PatchNodePodCidr {
+            name: name_of(node).into(),
+            cidr: cidr.into(),
+        })
+    }
+
+    async fn create_endpoint_slice(
+        &self,
+        namespace: &str,
+        slice: &EndpointSlice,
+    ) -> Result<EndpointSlice, ActionError> {
+        self.record(Recorded::CreateEndpointSlice(Box::new(slice.clone())))?;
+        let n = {
+            let mut created = lock(&self.created);
+            *created += 1;
+            *created
+        };
+        let mut stored = slice.clone();
+        let name = match &slice.metadata.name {
+            Some(name) => name.clone(),
+            None => format!(
+                "{}{n}",
+                slice.metadata.generate_name.as_deref().unwrap_or_default()
+            ),
+        };
+        stored.metadata.uid = Some(format!("uid-{name}"));
+        stored.metadata.name = Some(name);
+        stored.metadata.namespace = Some(namespace.to_string());
+        Ok(stored)
+    }
+
+    async fn update_endpoint_slice(
+        &self,
+        slice: &EndpointSlice,
+    ) -> Result<EndpointSlice, ActionError> {
+        self.record(Recorded::UpdateEndpointSlice(Box::new(slice.clone())))?;
+        Ok(slice.clone())
+    }
+
+    async fn delete_endpoint_slice(
+        &self,
+        namespace: &str,
+        name: &str,
+        _uid: &str,
+    ) -> Result<(), ActionError> {
+        self.record(Recorded::DeleteEndpointSlice {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    async fn create_endpoints(
+        &self,
+        namespace: &str,
+        endpoints: &Endpoints,
+    ) -> Result<Endpoints, ActionError> {
+        self.record(Recorded::CreateEndpoints(Box::new(endpoints.clone())))?;
+        let mut stored = endpoints.clone();
+        stored.metadata.namespace = Some(namespace.to_string());
+        Ok(stored)
+    }
+
+    async fn update_endpoints(&self, endpoints: &Endpoints) -> Result<Endpoints, ActionError> {
+        self.record(Recorded::UpdateEndpoints(Box::new(endpoints.clone())))?;
+        Ok(endpoints.clone())
+    }
+
+    async fn delete_endpoints(&self, namespace: &str, name: &str) -> Result<(), ActionError> {
+        self.record(Recorded::DeleteEndpoints {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    async fn patch_service_load_balancer_ingress(
+        &self,
+        service: &Service,
+        ingress: &[LoadBalancerIngress],
+    ) -> Result<(), ActionError> {
+        self.record(Recorded::PatchServiceLoadBalancerIngress {
+            name: name_of(service).into(),
+            ingress: ingress.to_vec(),
         })
     }
 

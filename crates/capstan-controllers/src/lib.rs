@@ -8,6 +8,7 @@
 //! - [`replicaset`], [`deployment`], [`job`], [`cronjob`], [`daemonset`], [`statefulset`]: the
 //!   workload controllers, with [`history`] for the template revisions of the last two;
 //!   [`gc`], [`node_lifecycle`]: the garbage collector and the node lifecycle controller.
+//! - [`node_ipam`]: gives each node its pod subnet (`spec.podCIDR`) from the cluster CIDR.
 //! - [`disruption`]: keeps PodDisruptionBudget status current for the eviction API.
 //!
 //! [`run`] starts every controller of the crate against a client.
@@ -22,6 +23,7 @@ pub mod gc;
 pub mod history;
 pub mod intstr;
 pub mod job;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
 pub mod pod_control;
@@ -58,6 +60,11 @@ pub struct ControllersConfig {
     /// Keys reconciled at once by the StatefulSet controller (`--concurrent-statefulset-syncs`).
     pub stateful_set_workers: usize,
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
+    /// The IPv4 network node pod subnets are cut from (`--cluster-cidr`, k3s's `10.42.0.0/16`).
+    /// `None` turns node IPAM off (kube-controller-manager's `--allocate-node-cidrs=false`).
+    pub cluster_cidr: Option<String>,
+    /// The prefix length of each node's pod subnet (`--node-cidr-mask-size`, 24).
+    pub node_cidr_mask_size: u8,
 }
 
 impl Default for ControllersConfig {
@@ -70,6 +77,8 @@ impl Default for ControllersConfig {
             daemon_set_workers: 2,
             stateful_set_workers: 5,
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
+            cluster_cidr: Some(node_ipam::DEFAULT_CLUSTER_CIDR.to_string()),
+            node_cidr_mask_size: node_ipam::DEFAULT_NODE_CIDR_MASK_SIZE,
         }
     }
 }
@@ -81,12 +90,21 @@ pub enum RunError {
     /// Restarting the controllers may help.
     #[error("the {0} cache never became ready")]
     CacheNotReady(&'static str),
+    /// `cluster_cidr` or `node_cidr_mask_size` cannot be used. Fix the configuration.
+    #[error(transparent)]
+    InvalidNodeCidrs(#[from] node_ipam::CidrConfigError),
 }
 
 /// Starts every controller of this crate and runs them until the future is dropped (or a cache
 /// cannot be filled). Each controller waits for its caches' first list before reconciling, so it
 /// never decides from a partial view.
 pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), RunError> {
+    // Bad flags fail before anything starts.
+    let node_cidrs = config
+        .cluster_cidr
+        .as_deref()
+        .map(|cidr| node_ipam::CidrSet::new(cidr, config.node_cidr_mask_size))
+        .transpose()?;
     let actions = KubeActions::new(client.clone());
     let all = watcher::Config::default();
 
@@ -240,7 +258,12 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         statefulset::run(client.clone(), config.stateful_set_workers),
         gc::run(client.clone()),
         disruption::run(client.clone()),
-        node_lifecycle::run(client, config.node_lifecycle),
+        node_lifecycle::run(client.clone(), config.node_lifecycle),
+        async {
+            if let Some(set) = node_cidrs {
+                node_ipam::run(client, set).await;
+            }
+        },
     );
     Ok(())
 }
