@@ -1,0 +1,1 @@
+//! Root tests (being written).
