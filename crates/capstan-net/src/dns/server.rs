@@ -164,7 +164,9 @@ impl Handler {
         };
 
         let records = self.records.load();
-        let name: &Name = query.name();
+        // The original spelling, not hickory's lowercased copy: answers echo the question's
+        // case (0x20 randomisation in resolvers depends on it); lookups ignore case anyway.
+        let name: &Name = query.original().name();
         let lookup = records.lookup(name, query.query_type());
         let (code, answers, authorities, additionals) = match lookup {
             Lookup::Answer {
@@ -314,5 +316,321 @@ async fn exchange(upstream: SocketAddr, query: &[u8], id: u16) -> std::io::Resul
         {
             return Ok(message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::rdata::{A, CNAME, PTR, SRV};
+    use hickory_proto::rr::{RData, RecordType};
+    use k8s_openapi::api::core::v1::ServiceSpec;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::dns::records::tests::{cluster_ip, domain, headless, service, slice};
+
+    const LOCALHOST: &str = "127.0.0.1:0";
+
+    fn cluster() -> Records {
+        let external = service(
+            "ns",
+            "ext",
+            ServiceSpec {
+                type_: Some("ExternalName".into()),
+                external_name: Some("db.example.com".into()),
+                ..Default::default()
+            },
+        );
+        Records::build(
+            &domain(),
+            &[
+                cluster_ip("ns", "web", "10.96.0.10"),
+                headless("ns", "db"),
+                external,
+            ],
+            &[slice(
+                "ns",
+                "db",
+                &[
+                    ("10.244.0.5", Some("db-0"), true),
+                    ("10.244.0.6", Some("db-1"), true),
+                ],
+            )],
+        )
+    }
+
+    async fn start(records: Records, upstreams: Vec<SocketAddr>) -> DnsServer {
+        serve(
+            LOCALHOST.parse().unwrap(),
+            SharedRecords::new(records),
+            upstreams,
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn query(name: &str, query_type: RecordType) -> Message {
+        let mut message = Message::query();
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), query_type));
+        message
+    }
+
+    async fn udp(server: SocketAddr, query: Message) -> Message {
+        let socket = UdpSocket::bind(LOCALHOST).await.unwrap();
+        socket
+            .send_to(&query.to_vec().unwrap(), server)
+            .await
+            .unwrap();
+        let mut buffer = vec![0; 65535];
+        let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
+            .await
+            .expect("no answer within 5 s")
+            .unwrap();
+        let answer = Message::from_vec(&buffer[..len]).unwrap();
+        assert_eq!(answer.metadata.id, query.metadata.id);
+        answer
+    }
+
+    async fn ask(server: &DnsServer, name: &str, query_type: RecordType) -> Message {
+        udp(server.local_addr(), query(name, query_type)).await
+    }
+
+    fn data(message: &Message) -> Vec<RData> {
+        let mut data: Vec<RData> = message.answers.iter().map(|r| r.data.clone()).collect();
+        data.sort_by_key(ToString::to_string);
+        data
+    }
+
+    fn a(ip: &str) -> RData {
+        RData::A(A(ip.parse().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn a_cluster_ip_service_is_answered_over_udp() {
+        let server = start(cluster(), vec![]).await;
+        let answer = ask(&server, "web.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.metadata.authoritative);
+        assert_eq!(data(&answer), vec![a("10.96.0.10")]);
+        assert_eq!(answer.answers[0].ttl, 5);
+    }
+
+    #[tokio::test]
+    async fn srv_answers_carry_the_target_addresses() {
+        let server = start(cluster(), vec![]).await;
+        let answer = ask(
+            &server,
+            "_http._tcp.web.ns.svc.cluster.local.",
+            RecordType::SRV,
+        )
+        .await;
+        let target = Name::from_ascii("web.ns.svc.cluster.local.").unwrap();
+        assert_eq!(
+            data(&answer),
+            vec![RData::SRV(SRV::new(0, 100, 80, target))]
+        );
+        assert_eq!(answer.additionals.len(), 1);
+        assert_eq!(answer.additionals[0].data, a("10.96.0.10"));
+
+        let answer = ask(
+            &server,
+            "_web._tcp.db.ns.svc.cluster.local.",
+            RecordType::SRV,
+        )
+        .await;
+        assert_eq!(answer.answers.len(), 2);
+        assert_eq!(answer.additionals.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_headless_service_answers_every_ready_endpoint() {
+        let server = start(cluster(), vec![]).await;
+        let answer = ask(&server, "db.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(data(&answer), vec![a("10.244.0.5"), a("10.244.0.6")]);
+        let answer = ask(&server, "db-1.db.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(data(&answer), vec![a("10.244.0.6")]);
+    }
+
+    #[tokio::test]
+    async fn external_names_pods_and_ptr_are_answered() {
+        let server = start(cluster(), vec![]).await;
+        let answer = ask(&server, "ext.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(
+            data(&answer),
+            vec![RData::CNAME(CNAME(
+                Name::from_ascii("db.example.com.").unwrap()
+            ))]
+        );
+        let answer = ask(&server, "10-244-3-4.ns.pod.cluster.local.", RecordType::A).await;
+        assert_eq!(data(&answer), vec![a("10.244.3.4")]);
+        let answer = ask(&server, "10.0.96.10.in-addr.arpa.", RecordType::PTR).await;
+        assert_eq!(
+            data(&answer),
+            vec![RData::PTR(PTR(Name::from_ascii(
+                "web.ns.svc.cluster.local."
+            )
+            .unwrap()))]
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_names_are_nxdomain_and_missing_types_nodata_both_with_the_soa() {
+        let server = start(cluster(), vec![]).await;
+        let answer = ask(&server, "nope.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+        assert!(answer.answers.is_empty());
+        assert_eq!(answer.authorities[0].record_type(), RecordType::SOA);
+
+        let answer = ask(&server, "web.ns.svc.cluster.local.", RecordType::AAAA).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.answers.is_empty());
+        assert_eq!(answer.authorities[0].record_type(), RecordType::SOA);
+    }
+
+    #[tokio::test]
+    async fn questions_in_any_case_are_answered_in_their_own_case() {
+        let server = start(cluster(), vec![]).await;
+        let answer = ask(&server, "Web.NS.svc.Cluster.Local.", RecordType::A).await;
+        assert_eq!(data(&answer), vec![a("10.96.0.10")]);
+        assert_eq!(
+            answer.answers[0].name.to_ascii(),
+            "Web.NS.svc.Cluster.Local."
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_queries_are_answered() {
+        let server = start(cluster(), vec![]).await;
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        for _ in 0..2 {
+            let question = query("db.ns.svc.cluster.local.", RecordType::A);
+            let bytes = question.to_vec().unwrap();
+            let len = u16::try_from(bytes.len()).unwrap();
+            stream.write_all(&len.to_be_bytes()).await.unwrap();
+            stream.write_all(&bytes).await.unwrap();
+            let len = stream.read_u16().await.unwrap();
+            let mut buffer = vec![0; usize::from(len)];
+            stream.read_exact(&mut buffer).await.unwrap();
+            let answer = Message::from_vec(&buffer).unwrap();
+            assert_eq!(answer.metadata.id, question.metadata.id);
+            assert_eq!(data(&answer), vec![a("10.244.0.5"), a("10.244.0.6")]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_snapshot_is_answered_as_soon_as_it_is_stored() {
+        let records = SharedRecords::new(Records::empty(&domain()));
+        let server = serve(
+            LOCALHOST.parse().unwrap(),
+            records.clone(),
+            vec![],
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap();
+        let answer = ask(&server, "web.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+        records.store(cluster());
+        let answer = ask(&server, "web.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(data(&answer), vec![a("10.96.0.10")]);
+    }
+
+    #[tokio::test]
+    async fn outside_names_are_refused_without_upstreams() {
+        let server = start(cluster(), vec![]).await;
+        let answer = ask(&server, "example.com.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+        let answer = ask(&server, "9.9.9.9.in-addr.arpa.", RecordType::PTR).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+    }
+
+    /// A resolver on 127.0.0.1 answering every A question with 192.0.2.1.
+    async fn fake_upstream() -> SocketAddr {
+        let socket = UdpSocket::bind(LOCALHOST).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buffer = vec![0; 65535];
+            loop {
+                let Ok((len, from)) = socket.recv_from(&mut buffer).await else {
+                    return;
+                };
+                let question = Message::from_vec(&buffer[..len]).unwrap();
+                let mut answer = Message::response(question.metadata.id, OpCode::Query);
+                answer.metadata.recursion_available = true;
+                answer.add_queries(question.queries.clone());
+                let name = question.queries[0].name().clone();
+                answer.add_answer(Record::from_rdata(
+                    name,
+                    60,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+                ));
+                socket
+                    .send_to(&answer.to_vec().unwrap(), from)
+                    .await
+                    .unwrap();
+            }
+        });
+        addr
+    }
+
+    /// A resolver on 127.0.0.1 that never answers.
+    async fn silent_upstream() -> (UdpSocket, SocketAddr) {
+        let socket = UdpSocket::bind(LOCALHOST).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        (socket, addr)
+    }
+
+    #[tokio::test]
+    async fn outside_names_are_relayed_to_the_upstream() {
+        let upstream = fake_upstream().await;
+        let server = start(cluster(), vec![upstream]).await;
+        let answer = ask(&server, "example.com.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(!answer.metadata.authoritative);
+        assert_eq!(data(&answer), vec![a("192.0.2.1")]);
+        assert_eq!(answer.answers[0].ttl, 60);
+        // Cluster names are still answered locally.
+        let answer = ask(&server, "web.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(data(&answer), vec![a("10.96.0.10")]);
+    }
+
+    #[tokio::test]
+    async fn a_silent_upstream_is_skipped_for_the_next_one() {
+        let (_silent, silent) = silent_upstream().await;
+        let upstream = fake_upstream().await;
+        let server = start(cluster(), vec![silent, upstream]).await;
+        let answer = ask(&server, "example.com.", RecordType::A).await;
+        assert_eq!(data(&answer), vec![a("192.0.2.1")]);
+    }
+
+    #[tokio::test]
+    async fn no_upstream_answering_in_time_is_servfail() {
+        let (_silent, silent) = silent_upstream().await;
+        let server = start(cluster(), vec![silent]).await;
+        let started = std::time::Instant::now();
+        let answer = ask(&server, "example.com.", RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn edns_queries_get_edns_answers() {
+        let server = start(cluster(), vec![]).await;
+        let mut question = query("db.ns.svc.cluster.local.", RecordType::A);
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        question.set_edns(edns);
+        let answer = udp(server.local_addr(), question).await;
+        assert_eq!(
+            answer.edns.as_ref().map(Edns::max_payload),
+            Some(MAX_UDP_PAYLOAD)
+        );
+        assert_eq!(answer.answers.len(), 2);
     }
 }

@@ -48,10 +48,10 @@ pub async fn watch(client: Client, domain: Name, records: SharedRecords) {
     let slices: Api<EndpointSlice> = Api::all(client);
     let services = watcher::watcher(services, watcher::Config::default())
         .default_backoff()
-        .map(Change::Service);
+        .map(|event| Change::Service(Box::new(event)));
     let slices = watcher::watcher(slices, watcher::Config::default())
         .default_backoff()
-        .map(Change::Slice);
+        .map(|event| Change::Slice(Box::new(event)));
     let mut changes = stream::select(services.boxed(), slices.boxed());
 
     let mut service_cache = Cache::default();
@@ -79,16 +79,20 @@ pub async fn watch(client: Client, domain: Name, records: SharedRecords) {
             return;
         };
         let changed = match change {
-            Change::Service(Ok(event)) => service_cache.apply(event),
-            Change::Slice(Ok(event)) => slice_cache.apply(event),
-            Change::Service(Err(e)) => {
-                tracing::warn!("watching services for DNS: {e}");
-                false
-            }
-            Change::Slice(Err(e)) => {
-                tracing::warn!("watching endpointslices for DNS: {e}");
-                false
-            }
+            Change::Service(event) => match *event {
+                Ok(event) => service_cache.apply(event),
+                Err(e) => {
+                    tracing::warn!("watching services for DNS: {e}");
+                    false
+                }
+            },
+            Change::Slice(event) => match *event {
+                Ok(event) => slice_cache.apply(event),
+                Err(e) => {
+                    tracing::warn!("watching endpointslices for DNS: {e}");
+                    false
+                }
+            },
         };
         if changed && deadline.is_none() {
             deadline = Some(tokio::time::Instant::now() + DEBOUNCE);
@@ -96,9 +100,10 @@ pub async fn watch(client: Client, domain: Name, records: SharedRecords) {
     }
 }
 
+/// One event of either watch; boxed because objects are large and of different sizes.
 enum Change {
-    Service(Result<Event<Service>, watcher::Error>),
-    Slice(Result<Event<EndpointSlice>, watcher::Error>),
+    Service(Box<Result<Event<Service>, watcher::Error>>),
+    Slice(Box<Result<Event<EndpointSlice>, watcher::Error>>),
 }
 
 /// The objects of one kind by namespace and name, replaced whole by each (re)list.
