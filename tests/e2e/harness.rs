@@ -337,77 +337,10 @@ impl Cluster {
     }
 }
 
-/// What `k3s-killall.sh` does for one node: kills the containers (and their shims) the agent
-/// left running, unmounts everything under its directory, and removes its cgroups, so that a
-/// test leaves nothing behind even when it fails.
+/// Removes what the node agent in `agent_dir` left: containers, mounts, cgroups (the same
+/// cleanup `capstan cluster down` does).
 pub fn cleanup_node(agent_dir: &Path) {
-    let containers = agent_dir.join("containers");
-    if let Ok(entries) = std::fs::read_dir(&containers) {
-        for entry in entries.flatten() {
-            let Ok(state) = std::fs::read_to_string(entry.path().join("state.json")) else {
-                continue;
-            };
-            let Ok(state) = serde_json::from_str::<serde_json::Value>(&state) else {
-                continue;
-            };
-            for key in ["pid", "shim_pid"] {
-                if let Some(pid) = state[key].as_i64() {
-                    let _ = Command::new("kill")
-                        .args(["-9", &pid.to_string()])
-                        .stderr(Stdio::null())
-                        .status();
-                }
-            }
-        }
-    }
-    // Pods sharing a PID namespace have a pause process.
-    for pod in std::fs::read_dir(agent_dir.join("pods"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Ok(pid) = std::fs::read_to_string(pod.path().join("ns/pause.pid")) {
-            let _ = Command::new("kill")
-                .args(["-9", pid.trim()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    // Deepest mounts first.
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let prefix = agent_dir.to_string_lossy().to_string();
-    let mut mounts: Vec<&str> = mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .filter(|point| point.starts_with(&prefix))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for mount in mounts {
-        let _ = Command::new("umount").args(["-l", mount]).status();
-    }
-    if let Ok(pods) = std::fs::read_dir(agent_dir.join("pods")) {
-        for pod in pods.flatten() {
-            let uid = pod.file_name().to_string_lossy().to_string();
-            remove_cgroups(&format!("capstan/pod{uid}"));
-        }
-    }
-}
-
-/// Removes a cgroup (children first) from every hierarchy.
-pub fn remove_cgroups(relative: &str) {
-    let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for root in roots.flatten() {
-        let dir = root.path().join(relative);
-        if dir.is_dir() {
-            let _ = Command::new("find")
-                .arg(&dir)
-                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                .status();
-        }
-    }
+    capstan_agent::cleanup::remove_node_leftovers(agent_dir);
 }
 
 /// Polls `check` until it holds or `timeout` passes.

@@ -7,11 +7,13 @@
 //! can run on any machine; inside `capstan server` it is the same code on a local connection.
 
 pub mod api_source;
+pub mod cleanup;
 pub mod container_spec;
 pub mod env;
 pub mod events;
 pub mod exec;
 pub mod join;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod portforward;
@@ -49,6 +51,8 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// When the node reports memory, disk and PID pressure (`--eviction-hard`).
     pub pressure: node::PressureThresholds,
+    /// How pods are networked (`--pod-network`, `--cluster-cidr`).
+    pub network: network::NetworkMode,
 }
 
 /// Why the agent could not start. Runtime failures after start are retried, not returned.
@@ -140,6 +144,10 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
         },
         pod_names: Default::default(),
         cpu_history: Default::default(),
+        pod_network: match config.network {
+            network::NetworkMode::Bridge { .. } => Some(std::sync::OnceLock::new()),
+            network::NetworkMode::None => None,
+        },
     });
     let spec = node::NodeSpec {
         name: config.node_name.clone(),
@@ -154,11 +162,14 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
         &config.root_dir,
         config.pressure.clone(),
     );
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(server::serve(listener, tls, Arc::clone(&shared))),
         tokio::spawn(heartbeat.run()),
-        tokio::spawn(pods::run(shared)),
+        tokio::spawn(pods::run(Arc::clone(&shared))),
     ];
+    if let network::NetworkMode::Bridge { cluster_cidr } = config.network {
+        tasks.push(tokio::spawn(network::run(shared, cluster_cidr)));
+    }
     Ok(RunningAgent { address, tasks })
 }
 

@@ -51,6 +51,9 @@ pub struct Shared {
     pub cpu_history: crate::stats::CpuHistory,
     /// `namespace/name` → UID of the pods on this node, for the endpoint's lookups.
     pub pod_names: std::sync::RwLock<HashMap<String, String>>,
+    /// The pod network, once the node has its pod range; `None` when pods get no network
+    /// (`--pod-network none`).
+    pub pod_network: Option<std::sync::OnceLock<capstan_net::pod_network::PodNetwork>>,
 }
 
 /// The runtime id of attempt `attempt` of container `name` in pod `uid`.
@@ -87,6 +90,8 @@ pub struct PodWorker {
     start_time: jiff::Timestamp,
     last_status: Option<Value>,
     sandbox_ready: bool,
+    /// The pod's address, once its sandbox is on the network (the node's for hostNetwork).
+    pod_ip: Option<String>,
     /// When configMap, secret and downward API volumes were last rewritten.
     volumes_refreshed: Option<tokio::time::Instant>,
     /// The pod's volumes as last prepared, which container starts mount.
@@ -118,6 +123,7 @@ impl PodWorker {
             start_time: jiff::Timestamp::now(),
             last_status: None,
             sandbox_ready: false,
+            pod_ip: None,
             volumes_refreshed: None,
             volumes: None,
             lifecycles: HashMap::new(),
@@ -192,10 +198,10 @@ impl PodWorker {
         if !self.sandbox_ready {
             match self.prepare_sandbox(pod).await {
                 Ok(()) => self.sandbox_ready = true,
-                Err(message) => {
+                Err((reason, message)) => {
                     self.shared
                         .events
-                        .record(pod, None, EventType::Warning, "FailedMount", message)
+                        .record(pod, None, EventType::Warning, reason, message)
                         .await;
                     return;
                 }
@@ -253,8 +259,7 @@ impl PodWorker {
         }
         self.volumes_refreshed = Some(tokio::time::Instant::now());
         let source = crate::api_source::ApiSource::new(self.shared.client.clone());
-        match crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source).await
-        {
+        match crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.facts(), &source).await {
             Ok(volumes) => self.volumes = Some(volumes),
             Err(e) => {
                 self.volumes = None;
@@ -395,7 +400,7 @@ impl PodWorker {
                 .map_err(|e| ("CreateContainerError".into(), e.to_string()))?
         };
         let source = crate::api_source::ApiSource::new(self.shared.client.clone());
-        let env = crate::env::container_env(pod, container, &self.shared.node, &source)
+        let env = crate::env::container_env(pod, container, &self.facts(), &source)
             .await
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let env = crate::container_spec::merge_env(&image_config.env, env);
@@ -409,7 +414,7 @@ impl PodWorker {
         // failed) prepares them here, and a failure holds the container.
         let volumes = match &self.volumes {
             Some(volumes) => volumes.clone(),
-            None => crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.shared.node, &source)
+            None => crate::volumes::PodVolumes::prepare(pod, &self.dir, &self.facts(), &source)
                 .await
                 .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?,
         };
@@ -569,33 +574,60 @@ impl PodWorker {
         }
     }
 
-    async fn prepare_sandbox(&self, pod: &Pod) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+    /// Makes the pod's namespaces, puts them on the pod network, and writes the files the
+    /// containers get (`/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`). A failure is the
+    /// (reason, message) of the pod's warning event.
+    async fn prepare_sandbox(&mut self, pod: &Pod) -> Result<(), (&'static str, String)> {
+        let mount = |e: std::io::Error| ("FailedMount", e.to_string());
+        std::fs::create_dir_all(&self.dir).map_err(mount)?;
         let hostname = pod_hostname(pod);
         let host_network = pod
             .spec
             .as_ref()
             .and_then(|s| s.host_network)
             .unwrap_or(false);
-        capstan_runtime::sandbox::create(&self.dir, &hostname, host_network)
-            .map_err(|e| e.to_string())?;
-        let ip = if host_network {
-            self.shared.host_ip.clone()
-        } else {
-            String::new()
+        let sandbox_failed = |e: String| {
+            (
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {e}"),
+            )
+        };
+        let namespaces = capstan_runtime::sandbox::create(&self.dir, &hostname, host_network)
+            .map_err(|e| sandbox_failed(e.to_string()))?;
+        let ip = match (&namespaces.network, &self.shared.pod_network) {
+            (None, _) => Some(self.shared.host_ip.clone()),
+            (Some(_), None) => None,
+            (Some(netns), Some(network)) => {
+                let network = network.get().ok_or_else(|| {
+                    sandbox_failed("network is not ready: the node has no pod CIDR yet".to_string())
+                })?;
+                let ip = network
+                    .attach(&self.uid, netns)
+                    .await
+                    .map_err(|e| sandbox_failed(format!("setting up the pod network: {e}")))?;
+                Some(ip.to_string())
+            }
         };
         let mut hosts = String::from(
             "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
         );
-        if !ip.is_empty() {
+        if let Some(ip) = &ip {
             hosts.push_str(&format!("{ip}\t{hostname}\n"));
         }
-        std::fs::write(self.dir.join("etc-hosts"), hosts).map_err(|e| e.to_string())?;
-        std::fs::write(self.dir.join("hostname"), format!("{hostname}\n"))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join("etc-hosts"), hosts).map_err(mount)?;
+        std::fs::write(self.dir.join("hostname"), format!("{hostname}\n")).map_err(mount)?;
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(self.dir.join("resolv.conf"), resolv).map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join("resolv.conf"), resolv).map_err(mount)?;
+        self.pod_ip = ip;
         Ok(())
+    }
+
+    /// What the downward API tells of the node, with this pod's own address.
+    fn facts(&self) -> crate::env::NodeFacts {
+        crate::env::NodeFacts {
+            pod_ips: self.pod_ip.iter().cloned().collect(),
+            ..self.shared.node.clone()
+        }
     }
 
     /// Builds the views the status is computed from.
@@ -661,14 +693,9 @@ impl PodWorker {
         {
             view.waiting = Some(("PodInitializing".into(), String::new()));
         }
-        let host_network = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
         let facts = PodFacts {
             host_ip: &self.shared.host_ip,
-            pod_ip: host_network.then_some(self.shared.host_ip.as_str()),
+            pod_ip: self.pod_ip.as_deref(),
             start_time: self.start_time,
             sandbox_ready: self.sandbox_ready,
         };
@@ -748,6 +775,9 @@ impl PodWorker {
             tracing::warn!("removing the volumes of pod {}: {e}", self.uid);
         }
         capstan_runtime::pause::remove(&self.dir);
+        if let Some(network) = self.shared.pod_network.as_ref().and_then(|n| n.get()) {
+            network.detach(&self.uid).await;
+        }
         if let Err(e) = capstan_runtime::sandbox::remove(&self.dir) {
             tracing::warn!("removing the namespaces of pod {}: {e}", self.uid);
         }

@@ -25,6 +25,9 @@ enum Command {
     Kubeconfig(cmd::kubeconfig::Args),
     /// Join a cluster as a node: run the node agent against a server elsewhere.
     Agent(cmd::agent::Args),
+    /// A cluster of several nodes on this machine, each in its own network namespace (for
+    /// tests and demos, as kind does).
+    Cluster(cmd::cluster::Args),
     /// Make join tokens for new nodes.
     Token(cmd::token::Args),
     /// Manage the images of this node.
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => cmd::server::run(args),
         Command::Kubeconfig(args) => cmd::kubeconfig::run(args),
         Command::Agent(args) => cmd::agent::run(args),
+        Command::Cluster(args) => cmd::cluster::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Shim(_) | Command::ExecShim(_) | Command::Pause(_) => Ok(()),

@@ -34,6 +34,25 @@ pub struct NodeArgs {
         overrides_with = "eviction_hard"
     )]
     pub eviction_hard: capstan_agent::node::PressureThresholds,
+    /// The cluster's pod range; each node gets a /24 of it (`spec.podCIDR`) and traffic from
+    /// pods to anything outside it is masqueraded.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: capstan_api::cidr::Ipv4Cidr,
+    /// How pods are networked: `bridge` (an address of the node's range each, routed between
+    /// nodes) or `none` (loopback only).
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
+    pub pod_network: String,
+}
+
+impl NodeArgs {
+    fn network_mode(&self) -> capstan_agent::network::NetworkMode {
+        match self.pod_network.as_str() {
+            "none" => capstan_agent::network::NetworkMode::None,
+            _ => capstan_agent::network::NetworkMode::Bridge {
+                cluster_cidr: self.cluster_cidr,
+            },
+        }
+    }
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -175,6 +194,7 @@ pub async fn start(
         shim,
         labels: node.node_labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         pressure: node.eviction_hard.clone(),
+        network: node.network_mode(),
     })
     .await
     .with_context(|| format!("starting the agent in {}", root_dir.display()))?;

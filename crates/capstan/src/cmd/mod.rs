@@ -1,4 +1,5 @@
 pub mod agent;
+pub mod cluster;
 pub mod exec_shim;
 pub mod image;
 pub mod kubeconfig;

@@ -21,9 +21,9 @@ pub struct Args {
     /// up to this old).
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
-    /// The IPv4 range Services' cluster IPs come from; its first address is the API
-    /// server's own `kubernetes` Service.
-    #[arg(long, default_value = "10.96.0.0/12")]
+    /// The IPv4 range Services' cluster IPs come from (k3s's `--service-cidr`); its first
+    /// address is the API server's own `kubernetes` Service.
+    #[arg(long, alias = "service-cidr", default_value = "10.43.0.0/16")]
     service_cluster_ip_range: String,
     /// Seconds that pods tolerate a node's `node.kubernetes.io/not-ready:NoExecute` taint by
     /// default (the toleration admission adds to pods that have none).
@@ -98,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let client = server.local_client("system:kube-controller-manager");
             let mut config = capstan_controllers::ControllersConfig::default();
             config.node_lifecycle.grace_period = args.node_monitor_grace_period;
+            config.cluster_cidr = Some(args.node.cluster_cidr.to_string());
             components.spawn(async move {
                 capstan_controllers::run(client, config)
                     .await
