@@ -9,6 +9,8 @@
 //!   workload controllers, with [`history`] for the template revisions of the last two;
 //!   [`gc`], [`node_lifecycle`]: the garbage collector and the node lifecycle controller.
 //! - [`node_ipam`]: gives each node its pod subnet (`spec.podCIDR`) from the cluster CIDR.
+//! - [`endpointslice`]: the pods behind each Service, as EndpointSlices, deciding from
+//!   [`service_backends`].
 //! - [`disruption`]: keeps PodDisruptionBudget status current for the eviction API.
 //!
 //! [`run`] starts every controller of the crate against a client.
@@ -18,6 +20,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
 pub mod history;
@@ -30,6 +33,7 @@ pub mod pod_control;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
+pub mod service_backends;
 pub mod statefulset;
 
 use std::sync::Arc;
@@ -65,6 +69,11 @@ pub struct ControllersConfig {
     pub cluster_cidr: Option<String>,
     /// The prefix length of each node's pod subnet (`--node-cidr-mask-size`, 24).
     pub node_cidr_mask_size: u8,
+    /// Services synced at once by the EndpointSlice controller
+    /// (`--concurrent-service-endpoint-syncs`).
+    pub endpoint_slice_workers: usize,
+    /// Endpoints in one EndpointSlice at most (`--max-endpoints-per-slice`).
+    pub max_endpoints_per_slice: usize,
 }
 
 impl Default for ControllersConfig {
@@ -79,6 +88,8 @@ impl Default for ControllersConfig {
             node_lifecycle: node_lifecycle::NodeLifecycleConfig::default(),
             cluster_cidr: Some(node_ipam::DEFAULT_CLUSTER_CIDR.to_string()),
             node_cidr_mask_size: node_ipam::DEFAULT_NODE_CIDR_MASK_SIZE,
+            endpoint_slice_workers: endpointslice::DEFAULT_WORKERS,
+            max_endpoints_per_slice: endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
         }
     }
 }
@@ -259,6 +270,11 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         gc::run(client.clone()),
         disruption::run(client.clone()),
         node_lifecycle::run(client.clone(), config.node_lifecycle),
+        endpointslice::run(
+            client.clone(),
+            config.endpoint_slice_workers,
+            config.max_endpoints_per_slice,
+        ),
         async {
             if let Some(set) = node_cidrs {
                 node_ipam::run(client, set).await;
