@@ -9,8 +9,8 @@
 //!   workload controllers, with [`history`] for the template revisions of the last two;
 //!   [`gc`], [`node_lifecycle`]: the garbage collector and the node lifecycle controller.
 //! - [`node_ipam`]: gives each node its pod subnet (`spec.podCIDR`) from the cluster CIDR.
-//! - [`endpointslice`]: the pods behind each Service, as EndpointSlices, deciding from
-//!   [`service_backends`].
+//! - [`endpointslice`], [`endpoints`]: the pods behind each Service, as EndpointSlices and as
+//!   legacy Endpoints, both deciding from [`service_backends`].
 //! - [`disruption`]: keeps PodDisruptionBudget status current for the eviction API.
 //!
 //! [`run`] starts every controller of the crate against a client.
@@ -20,6 +20,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
@@ -74,6 +75,8 @@ pub struct ControllersConfig {
     pub endpoint_slice_workers: usize,
     /// Endpoints in one EndpointSlice at most (`--max-endpoints-per-slice`).
     pub max_endpoints_per_slice: usize,
+    /// Services synced at once by the Endpoints controller (`--concurrent-endpoint-syncs`).
+    pub endpoints_workers: usize,
 }
 
 impl Default for ControllersConfig {
@@ -90,6 +93,7 @@ impl Default for ControllersConfig {
             node_cidr_mask_size: node_ipam::DEFAULT_NODE_CIDR_MASK_SIZE,
             endpoint_slice_workers: endpointslice::DEFAULT_WORKERS,
             max_endpoints_per_slice: endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+            endpoints_workers: endpoints::DEFAULT_WORKERS,
         }
     }
 }
@@ -275,6 +279,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
             config.endpoint_slice_workers,
             config.max_endpoints_per_slice,
         ),
+        endpoints::run(client.clone(), config.endpoints_workers),
         async {
             if let Some(set) = node_cidrs {
                 node_ipam::run(client, set).await;
