@@ -17,6 +17,9 @@ pub struct Cluster {
     /// Whether the server runs its node agent (whose containers outlive it, so the cluster
     /// cleans them up when dropped).
     with_node: bool,
+    /// The name of a cluster of several nodes in network namespaces (`capstan cluster up`),
+    /// removed with `capstan cluster down` when dropped.
+    namespaced: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -45,7 +48,9 @@ impl Cluster {
     }
 
     /// Starts a one-node cluster: the server with its built-in agent (node `e2e-node`), the
-    /// test images imported, the node Ready.
+    /// test images imported, the node Ready. It runs in the host's network namespace, so its
+    /// pods get no network (`--pod-network none`): tests of networking use
+    /// [`Cluster::start_nodes`].
     pub fn start_with_node() -> Cluster {
         Self::start_with_node_and(&[])
     }
@@ -59,6 +64,8 @@ impl Cluster {
             "e2e-node",
             "--eviction-hard",
             E2E_EVICTION_HARD,
+            "--pod-network",
+            "none",
         ];
         args.extend_from_slice(server_args);
         let cluster = Self::start_inner(&args, true);
@@ -88,6 +95,7 @@ impl Cluster {
             server: None,
             server_args: server_args.iter().map(|s| s.to_string()).collect(),
             with_node,
+            namespaced: None,
         };
         cluster.start_server();
         cluster
@@ -98,7 +106,10 @@ impl Cluster {
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
-        self.data_dir().join("kubeconfig")
+        match self.namespaced {
+            Some(_) => self.dir.path().join("cluster/kubeconfig"),
+            None => self.data_dir().join("kubeconfig"),
+        }
     }
 
     fn start_server(&mut self) {
@@ -253,6 +264,100 @@ impl Drop for Cluster {
         if self.with_node {
             cleanup_node(&self.data_dir().join("agent"));
         }
+        if let Some(name) = &self.namespaced {
+            let _ = Command::new(env!("CARGO_BIN_EXE_capstan"))
+                .args(["cluster", "down", "--name", name, "--dir"])
+                .arg(self.dir.path().join("cluster"))
+                .status();
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts a cluster of `nodes` nodes (`node-1` … `node-N`), each in its own network
+    /// namespace on a shared LAN namespace, with `capstan cluster up`: node-1 runs the server,
+    /// the others joined agents; the test images are imported everywhere and every node is
+    /// Ready. kubectl reaches the API through the forwarder on 127.0.0.1.
+    pub fn start_nodes(nodes: u8) -> Cluster {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "e2e{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("capstan-e2e-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let archive = test_images().join("capstan-test-busybox.tar");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args([
+                "cluster",
+                "up",
+                "--nodes",
+                &nodes.to_string(),
+                "--name",
+                &name,
+            ])
+            .arg("--dir")
+            .arg(dir.path().join("cluster"))
+            .args(["--api-port", "0", "--image"])
+            .arg(&archive)
+            .arg(format!("--node-arg=--eviction-hard={E2E_EVICTION_HARD}"))
+            .env("CAPSTAN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting capstan cluster up");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split("https://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|p| p.parse().ok());
+        let cluster = Cluster {
+            dir,
+            port: port.unwrap_or(0),
+            server: Some(child),
+            server_args: Vec::new(),
+            with_node: false,
+            namespaced: Some(name),
+        };
+        assert!(port.is_some(), "unexpected first line: {line:?}");
+        for index in 1..=nodes {
+            let node = format!("node-{index}");
+            assert!(
+                eventually(Duration::from_secs(30), || cluster
+                    .kubectl(&[
+                        "get",
+                        "node",
+                        &node,
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.podCIDR}"
+                    ])
+                    .starts_with("True 10.")),
+                "{node} never became Ready with a pod range"
+            );
+        }
+        cluster
+    }
+
+    /// A command run in the LAN namespace of a [`Cluster::start_nodes`] cluster: a machine on
+    /// the nodes' network, outside the cluster (for NodePorts, load balancers, ingress).
+    pub fn lan_command(&self, program: &str) -> Command {
+        let name = self
+            .namespaced
+            .as_ref()
+            .expect("a cluster of several nodes");
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &format!("capstan-{name}-lan"), program])
+            .stdin(Stdio::null());
+        command
     }
 }
 
@@ -398,6 +503,8 @@ impl Cluster {
                 "0",
                 "--eviction-hard",
                 E2E_EVICTION_HARD,
+                "--pod-network",
+                "none",
                 "--data-dir",
             ])
             .arg(&dir)

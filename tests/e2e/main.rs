@@ -15,6 +15,7 @@ mod garbage_collection;
 mod image_pull;
 mod jobs;
 mod kube_rs;
+mod networking;
 mod nodes;
 mod openapi;
 mod pods;

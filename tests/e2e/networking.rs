@@ -1,0 +1,126 @@
+//! Pod networking, Services, cluster DNS and ingress on a cluster of three nodes, each in its
+//! own network namespace (`capstan cluster up`). Traffic stays inside those namespaces.
+
+use std::time::Duration;
+
+use crate::harness::{Cluster, eventually};
+
+/// A pod on `node` serving `text` over HTTP on port 8080 (busybox httpd).
+fn web_pod(name: &str, node: &str, text: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{{labels}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: capstan.test/busybox:1
+    command: [sh, -c, 'echo {text} > /tmp/index.html; exec httpd -f -v -p 8080 -h /tmp']
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe:
+      tcpSocket: {{port: 8080}}
+      periodSeconds: 1
+---
+"
+    )
+}
+
+/// A pod on `node` that only waits, to run clients from.
+fn client_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: client
+    image: capstan.test/busybox:1
+    command: [sleep, '3600']
+---
+"
+    )
+}
+
+/// An HTTP GET of `/` on `address:port` from inside pod `from` (busybox nc: its wget is
+/// built statically and crashes resolving).
+fn http_get(cluster: &Cluster, from: &str, address: &str, port: u16) -> String {
+    let request =
+        format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address} {port} | tail -n 1");
+    let out = cluster.kubectl_output(&["exec", from, "--", "sh", "-c", &request]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn wait_ready(cluster: &Cluster, pods: &[&str]) {
+    for pod in pods {
+        cluster.wait_for_pod(
+            pod,
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+            "True",
+            Duration::from_secs(60),
+        );
+    }
+}
+
+#[test]
+fn pods_reach_each_other_across_nodes_by_their_own_addresses() {
+    let cluster = Cluster::start_nodes(3);
+    let manifests = [
+        web_pod("web-1", "node-1", "one", "app: web"),
+        web_pod("web-3", "node-3", "three", "app: web"),
+        client_pod("client", "node-2"),
+    ]
+    .concat();
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &manifests);
+    wait_ready(&cluster, &["web-1", "web-3", "client"]);
+    // Every pod has its own address in its node's range.
+    let mut addresses = Vec::new();
+    for (pod, node) in [
+        ("web-1", "node-1"),
+        ("web-3", "node-3"),
+        ("client", "node-2"),
+    ] {
+        let ip = cluster.pod_field(pod, "{.status.podIP}");
+        let range = cluster.kubectl(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"]);
+        let prefix = range
+            .rsplit_once(".0/24")
+            .map(|(p, _)| p.to_string())
+            .unwrap();
+        assert!(
+            ip.starts_with(&format!("{prefix}.")),
+            "{pod} has {ip}, not in {range}"
+        );
+        assert_eq!(cluster.pod_field(pod, "{.status.podIPs[0].ip}"), ip);
+        addresses.push(ip);
+    }
+    // The client on node-2 reaches both servers directly.
+    assert_eq!(http_get(&cluster, "client", &addresses[0], 8080), "one");
+    assert_eq!(http_get(&cluster, "client", &addresses[1], 8080), "three");
+    // The server saw the client's own address (httpd -v logs it): no NAT between pods.
+    let log = cluster.kubectl(&["logs", "web-1"]);
+    assert!(log.contains(&addresses[2]), "web-1's log: {log}");
+    // The pod's containers share localhost, and the pod sees its own address on eth0.
+    let inside = cluster.kubectl(&[
+        "exec", "client", "--", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(inside.contains(&format!("{}/24", addresses[2])), "{inside}");
+    // Deleting a pod releases its address: a new pod on that node can get it again later,
+    // and the old address no longer answers.
+    cluster.kubectl(&["delete", "pod", "web-3", "--wait=true"]);
+    assert!(
+        eventually(Duration::from_secs(10), || http_get(
+            &cluster,
+            "client",
+            &addresses[1],
+            8080
+        )
+        .is_empty()),
+        "the deleted pod's address still answers"
+    );
+}
