@@ -10,7 +10,8 @@
 //!   [`gc`], [`node_lifecycle`]: the garbage collector and the node lifecycle controller.
 //! - [`node_ipam`]: gives each node its pod subnet (`spec.podCIDR`) from the cluster CIDR.
 //! - [`endpointslice`], [`endpoints`]: the pods behind each Service, as EndpointSlices and as
-//!   legacy Endpoints, both deciding from [`service_backends`].
+//!   legacy Endpoints, both deciding from [`service_backends`]; [`service_lb`]: the
+//!   load-balancer status of `type: LoadBalancer` Services, as k3s's ServiceLB.
 //! - [`disruption`]: keeps PodDisruptionBudget status current for the eviction API.
 //!
 //! [`run`] starts every controller of the crate against a client.
@@ -35,6 +36,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod runtime;
 pub mod service_backends;
+pub mod service_lb;
 pub mod statefulset;
 
 use std::sync::Arc;
@@ -77,6 +79,9 @@ pub struct ControllersConfig {
     pub max_endpoints_per_slice: usize,
     /// Services synced at once by the Endpoints controller (`--concurrent-endpoint-syncs`).
     pub endpoints_workers: usize,
+    /// Whether `type: LoadBalancer` Services get the Ready nodes' addresses as their
+    /// load-balancer status (k3s's ServiceLB; `--disable=servicelb` turns it off).
+    pub service_lb: bool,
 }
 
 impl Default for ControllersConfig {
@@ -94,6 +99,7 @@ impl Default for ControllersConfig {
             endpoint_slice_workers: endpointslice::DEFAULT_WORKERS,
             max_endpoints_per_slice: endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
             endpoints_workers: endpoints::DEFAULT_WORKERS,
+            service_lb: true,
         }
     }
 }
@@ -280,6 +286,14 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
             config.max_endpoints_per_slice,
         ),
         endpoints::run(client.clone(), config.endpoints_workers),
+        {
+            let client = client.clone();
+            async move {
+                if config.service_lb {
+                    service_lb::run(client).await;
+                }
+            }
+        },
         async {
             if let Some(set) = node_cidrs {
                 node_ipam::run(client, set).await;
