@@ -1,1 +1,404 @@
-//! Root tests (being written).
+//! Real rules, real packets: each test builds a small "node" in network namespaces of its own,
+//! applies the proxy's table there with nft and sends HTTP through it.
+//!
+//! ```text
+//!  client ns              node ns (the rules)                       backend ns b<i>
+//!  eth0 192.168.200.2 ── vc 192.168.200.1                            eth0 10.42.0.1<i>
+//!                         cbr0 10.42.0.1/24 (bridge) ── vb<i> ─────── busybox httpd :8080
+//!                         up0 (veth to nowhere): default route, so unknown destinations are forwarded
+//! ```
+//!
+//! Two settings of the node namespace are the pod network's business, and the proxy needs both
+//! (kubenet's `br_netfilter` + `--hairpin-mode=hairpin-veth`):
+//! - `net.bridge.bridge-nf-call-iptables=1`: a pod reaching another pod of the same bridge
+//!   through a Service gets its reply bridged, not routed; only with bridged packets passing the
+//!   `ip` hooks does conntrack undo the DNAT (else the client sees the endpoint's address and
+//!   resets);
+//! - hairpin mode on every pod's bridge port: with the above, a pod reaching itself through its
+//!   Service is DNATed at the bridge and sent back out the port it came in on.
+//!
+//! The tests need root (and `nft`, `ip`, `/bin/busybox`); without them they print why and pass.
+//! Every namespace, process and file is removed by a guard, also when an assertion fails.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Service, SessionAffinityConfig};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::rules::tests::{Ep, service, slice};
+use super::{ProxyConfig, SyncOutcome, Syncer, nft};
+
+const BUSYBOX: &str = "/bin/busybox";
+const NODE_ADDRESS: &str = "192.168.200.1";
+
+/// Runs a command, panicking with its stderr if it fails.
+fn run(args: &[&str]) -> String {
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Why these tests cannot run here, if they cannot.
+fn missing_prerequisite() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        return Some("needs root".into());
+    }
+    for tool in ["nft", "ip"] {
+        let found = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            return Some(format!("needs {tool}"));
+        }
+    }
+    if !Path::new(BUSYBOX).exists() {
+        return Some(format!("needs {BUSYBOX}"));
+    }
+    None
+}
+
+macro_rules! skip_unless_root {
+    () => {
+        if let Some(reason) = missing_prerequisite() {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+}
+
+/// The namespaces of one test, torn down on drop.
+struct Node {
+    node: String,
+    client: String,
+    backends: Vec<String>,
+    servers: Vec<Child>,
+    _files: tempfile::TempDir,
+}
+
+impl Node {
+    /// A node with `backends` backend namespaces, each serving "b<i>" on 10.42.0.1<i>:8080.
+    fn new(backends: usize) -> Node {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let unique = format!(
+            "{:x}{:x}{:x}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos()
+        );
+        let prefix = format!("capstan-t-{unique}");
+        let files = tempfile::tempdir().expect("temporary directory");
+        let mut this = Node {
+            node: format!("{prefix}-node"),
+            client: format!("{prefix}-c"),
+            backends: Vec::new(),
+            servers: Vec::new(),
+            _files: files,
+        };
+        // Registered before creation: a failure half-way still deletes what exists.
+        run(&["ip", "netns", "add", &this.node]);
+        run(&["ip", "netns", "add", &this.client]);
+        let node = this.node.clone();
+        let n = node.as_str();
+        this.exec(n, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // What the pod network must provide (see the module comment).
+        this.exec(
+            n,
+            &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
+        );
+        for command in [
+            "link set lo up",
+            "link add cbr0 type bridge",
+            "addr add 10.42.0.1/24 dev cbr0",
+            "link set cbr0 up",
+            // No dummy driver on every kernel: a veth pair leading nowhere does as well.
+            "link add up0 type veth peer name up1",
+            "link set up1 up",
+            "link set up0 up",
+            "route add default dev up0",
+        ] {
+            ip(n, command);
+        }
+        let client = this.client.clone();
+        ip(
+            n,
+            &format!("link add vc type veth peer name eth0 netns {client}"),
+        );
+        ip(n, &format!("addr add {NODE_ADDRESS}/24 dev vc"));
+        ip(n, "link set vc up");
+        for command in [
+            "link set lo up",
+            "addr add 192.168.200.2/24 dev eth0",
+            "link set eth0 up",
+            &format!("route add default via {NODE_ADDRESS}"),
+        ] {
+            ip(&client, command);
+        }
+        for i in 0..backends {
+            let backend = format!("{prefix}-b{i}");
+            run(&["ip", "netns", "add", &backend]);
+            this.backends.push(backend.clone());
+            ip(
+                n,
+                &format!("link add vb{i} type veth peer name eth0 netns {backend}"),
+            );
+            ip(n, &format!("link set vb{i} master cbr0"));
+            ip(n, &format!("link set vb{i} type bridge_slave hairpin on"));
+            ip(n, &format!("link set vb{i} up"));
+            for command in [
+                "link set lo up",
+                &format!("addr add {} dev eth0", backend_address(i) + "/24"),
+                "link set eth0 up",
+                "route add default via 10.42.0.1",
+            ] {
+                ip(&backend, command);
+            }
+            let root = this._files.path().join(format!("b{i}"));
+            std::fs::create_dir(&root).expect("web root");
+            std::fs::write(root.join("index.html"), format!("b{i}")).expect("index.html");
+            let server = Command::new("ip")
+                .args([
+                    "netns", "exec", &backend, BUSYBOX, "httpd", "-f", "-p", "8080", "-h",
+                ])
+                .arg(&root)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("busybox httpd");
+            this.servers.push(server);
+        }
+        for i in 0..backends {
+            let url = format!("http://{}:8080/", backend_address(i));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while this.fetch(&node, &url).is_err() {
+                assert!(Instant::now() < deadline, "backend b{i} never answered");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        this
+    }
+
+    fn exec(&self, netns: &str, args: &[&str]) -> String {
+        let mut command = vec!["ip", "netns", "exec", netns];
+        command.extend_from_slice(args);
+        run(&command)
+    }
+
+    /// GETs `url` from `netns` with a 2 s timeout: the body, or wget's complaint. (busybox
+    /// 1.35's `wget -T` crashes, hence coreutils' `timeout`.)
+    fn fetch(&self, netns: &str, url: &str) -> Result<String, String> {
+        let output = Command::new("ip")
+            .args([
+                "netns", "exec", netns, "timeout", "2", BUSYBOX, "wget", "-q", "-O", "-", url,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("busybox wget");
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// The backends that answered `attempts` GETs of `url` from the client.
+    fn answers(&self, url: &str, attempts: usize) -> BTreeSet<String> {
+        (0..attempts)
+            .map(|_| {
+                self.fetch(&self.client, url)
+                    .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            })
+            .collect()
+    }
+
+    /// A proxy configured for this node (NodePorts on the client-facing address).
+    fn config(&self) -> ProxyConfig {
+        let mut config = ProxyConfig::new("node-a");
+        config.node_ips = vec![NODE_ADDRESS.parse().expect("address")];
+        config.netns = Some(self.node.clone());
+        config
+    }
+
+    fn sync(&self, syncer: &mut Syncer, services: &[Service], slices: &[EndpointSlice]) {
+        let netns = self.node.clone();
+        syncer
+            .sync(services, slices, |text| nft::apply(text, Some(&netns)))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        for netns in self.backends.iter().chain([&self.client, &self.node]) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", netns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn ip(netns: &str, command: &str) {
+    let mut args = vec!["ip", "-n", netns];
+    args.extend(command.split(' '));
+    run(&args);
+}
+
+fn backend_address(i: usize) -> String {
+    format!("10.42.0.{}", 10 + i)
+}
+
+fn ready(i: usize) -> (String, bool) {
+    (backend_address(i), true)
+}
+
+fn not_ready(i: usize) -> (String, bool) {
+    (backend_address(i), false)
+}
+
+fn web_slice(endpoints: &[(String, bool)]) -> EndpointSlice {
+    let endpoints: Vec<Ep<'_>> = endpoints
+        .iter()
+        .map(|(ip, ready)| (ip.as_str(), "node-a", *ready, *ready, false))
+        .collect();
+    slice("web", &endpoints)
+}
+
+fn names(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[test]
+fn cluster_ip_traffic_reaches_every_ready_endpoint_and_none_that_is_not_ready() {
+    skip_unless_root!();
+    let node = Node::new(3);
+    let mut syncer = Syncer::new(node.config());
+    let services = [service("web", "10.43.0.10", "ClusterIP")];
+    node.sync(
+        &mut syncer,
+        &services,
+        &[web_slice(&[ready(0), ready(1), not_ready(2)])],
+    );
+    assert_eq!(node.answers("http://10.43.0.10/", 30), names(&["b0", "b1"]));
+
+    // The incremental path against the real kernel: b2 becomes ready, b0 stops being ready.
+    let slices = [web_slice(&[not_ready(0), ready(1), ready(2)])];
+    let outcome = syncer
+        .sync(&services, &slices, |text| {
+            nft::apply(text, Some(&node.node))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome, SyncOutcome::Updated);
+    assert_eq!(node.answers("http://10.43.0.10/", 30), names(&["b1", "b2"]));
+}
+
+#[test]
+fn client_ip_affinity_sends_one_client_to_one_backend() {
+    skip_unless_root!();
+    let node = Node::new(3);
+    let mut syncer = Syncer::new(node.config());
+    let mut web = service("web", "10.43.0.10", "ClusterIP");
+    let spec = web.spec.as_mut().expect("spec");
+    spec.session_affinity = Some("ClientIP".into());
+    spec.session_affinity_config = Some(SessionAffinityConfig::default());
+    node.sync(
+        &mut syncer,
+        &[web],
+        &[web_slice(&[ready(0), ready(1), ready(2)])],
+    );
+    assert_eq!(node.answers("http://10.43.0.10/", 15).len(), 1);
+}
+
+#[test]
+fn a_node_port_on_the_node_address_reaches_the_endpoints() {
+    skip_unless_root!();
+    let node = Node::new(2);
+    let mut syncer = Syncer::new(node.config());
+    let services = [service("web", "10.43.0.10", "NodePort")];
+    node.sync(&mut syncer, &services, &[web_slice(&[ready(0), ready(1)])]);
+    let url = format!("http://{NODE_ADDRESS}:30080/");
+    assert_eq!(node.answers(&url, 30), names(&["b0", "b1"]));
+}
+
+#[test]
+fn a_service_without_endpoints_refuses_connections_at_once() {
+    skip_unless_root!();
+    let node = Node::new(1);
+    let mut syncer = Syncer::new(node.config());
+    let services = [
+        service("web", "10.43.0.10", "NodePort"),
+        service("other", "10.43.0.11", "ClusterIP"),
+    ];
+    let other = slice(
+        "other",
+        &[(&backend_address(0), "node-a", true, true, false)],
+    );
+    node.sync(&mut syncer, &services, &[other]);
+    let urls = [
+        // No endpoints: the cluster IP and the node port (which is not DNATed, so it is the
+        // input hook's check that answers).
+        "http://10.43.0.10/".to_string(),
+        format!("http://{NODE_ADDRESS}:30080/"),
+        // A cluster IP on a port the Service does not have.
+        "http://10.43.0.11:81/".to_string(),
+    ];
+    for url in urls {
+        let started = Instant::now();
+        let error = node
+            .fetch(&node.client, &url)
+            .expect_err("no endpoint may answer");
+        assert!(error.contains("refused"), "{url}: {error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{url}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(node.answers("http://10.43.0.11:80/", 1), names(&["b0"]));
+}
+
+#[test]
+fn a_pod_reaches_itself_and_a_neighbour_on_its_bridge_through_their_services() {
+    skip_unless_root!();
+    let node = Node::new(2);
+    let mut syncer = Syncer::new(node.config());
+    let services = [
+        service("web", "10.43.0.10", "ClusterIP"),
+        service("other", "10.43.0.11", "ClusterIP"),
+    ];
+    let other = slice(
+        "other",
+        &[(&backend_address(1), "node-a", true, true, false)],
+    );
+    node.sync(&mut syncer, &services, &[web_slice(&[ready(0)]), other]);
+    for _ in 0..5 {
+        // Hairpin: without the masquerade the reply would go from b0 to b0 inside the pod.
+        let body = node.fetch(&node.backends[0], "http://10.43.0.10/");
+        assert_eq!(body.as_deref(), Ok("b0"));
+        let body = node.fetch(&node.backends[0], "http://10.43.0.11/");
+        assert_eq!(body.as_deref(), Ok("b1"));
+    }
+}

@@ -103,6 +103,9 @@ fn fixed_chains(config: &ProxyConfig) -> Vec<(&'static str, Vec<String>)> {
     };
     vec![
         (
+            // TCP gets a reset: an ICMP error that reaches a socket while its connect() still
+            // holds the lock is only a soft error, and the client would wait for the SYN
+            // retransmit (1 s) to learn that nobody listens.
             REJECT_CHAIN,
             vec![
                 "meta l4proto tcp reject with tcp reset".into(),
@@ -142,7 +145,7 @@ fn fixed_chains(config: &ProxyConfig) -> Vec<(&'static str, Vec<String>)> {
         (
             // Reached after DNAT: a packet still addressed to a cluster IP matched no port.
             "cluster-ips-check",
-            vec!["ip daddr @cluster-ips reject with icmp type port-unreachable".into()],
+            vec![format!("ip daddr @cluster-ips goto {REJECT_CHAIN}")],
         ),
     ]
 }
