@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{Name, Record};
+use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::CNAME;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::records::{Lookup, Records};
 use super::{DnsError, SharedRecords};
@@ -170,9 +173,13 @@ impl Handler {
         let lookup = records.lookup(name, query.query_type());
         let (code, answers, authorities, additionals) = match lookup {
             Lookup::Answer {
-                answers,
+                mut answers,
                 additionals,
-            } => (ResponseCode::NoError, answers, Vec::new(), additionals),
+            } => {
+                self.chase_cname(&records, &mut answers, query.query_type())
+                    .await;
+                (ResponseCode::NoError, answers, Vec::new(), additionals)
+            }
             Lookup::NoData => (ResponseCode::NoError, Vec::new(), soa(&records), Vec::new()),
             Lookup::NxDomain => (
                 ResponseCode::NXDomain,
@@ -197,6 +204,49 @@ impl Handler {
         send(&mut response, message_info(request), message).await
     }
 
+    /// Follows an ExternalName's CNAME, as CoreDNS does: stub resolvers in pods expect the
+    /// addresses in the same answer. Targets inside the cluster domain are looked up here,
+    /// others asked upstream; if that fails the CNAME alone is answered.
+    async fn chase_cname(
+        &self,
+        records: &Records,
+        answers: &mut Vec<Record>,
+        query_type: RecordType,
+    ) {
+        if matches!(query_type, RecordType::CNAME | RecordType::ANY) {
+            return;
+        }
+        let [answer] = answers.as_slice() else {
+            return;
+        };
+        let RData::CNAME(CNAME(target)) = &answer.data else {
+            return;
+        };
+        let target = target.clone();
+        if records.domain().zone_of(&target) {
+            if let Lookup::Answer { answers: more, .. } = records.lookup(&target, query_type) {
+                answers.extend(more);
+            }
+            return;
+        }
+        if self.forwarder.upstreams.is_empty() {
+            return;
+        }
+        let mut question = Message::query();
+        question.metadata.recursion_desired = true;
+        question.add_query(Query::query(target, query_type));
+        let Ok(bytes) = question.to_vec() else {
+            return;
+        };
+        if let Some(upstream) = self
+            .forwarder
+            .relay(&bytes, question.metadata.id, false)
+            .await
+        {
+            answers.extend(upstream.answers);
+        }
+    }
+
     async fn forward<R: ResponseHandler>(
         &self,
         request: &Request,
@@ -209,7 +259,11 @@ impl Handler {
         }
         let Some(upstream) = self
             .forwarder
-            .relay(request.as_slice(), request.metadata.id)
+            .relay(
+                request.as_slice(),
+                request.metadata.id,
+                request.protocol() == Protocol::Tcp,
+            )
             .await
         else {
             return send_error(&mut response, builder, metadata, ResponseCode::ServFail).await;
@@ -283,17 +337,46 @@ struct Forwarder {
 
 impl Forwarder {
     /// Sends the client's query unchanged to each upstream in turn (each gets an equal share
-    /// of the timeout) and returns the first answer that matches its id.
-    async fn relay(&self, query: &[u8], id: u16) -> Option<Message> {
+    /// of the timeout) and returns the first answer that matches its id. A truncated answer
+    /// is asked again over TCP when the client asked over TCP (a UDP client retries over TCP
+    /// itself when it sees the TC bit).
+    async fn relay(&self, query: &[u8], id: u16, over_tcp: bool) -> Option<Message> {
         let share = self.timeout / u32::try_from(self.upstreams.len()).unwrap_or(1).max(1);
         for upstream in &self.upstreams {
-            match tokio::time::timeout(share, exchange(*upstream, query, id)).await {
+            let attempt = async {
+                let message = exchange(*upstream, query, id).await?;
+                if message.metadata.truncation && over_tcp {
+                    return exchange_tcp(*upstream, query, id).await;
+                }
+                Ok(message)
+            };
+            match tokio::time::timeout(share, attempt).await {
                 Ok(Ok(message)) => return Some(message),
                 Ok(Err(e)) => tracing::debug!("forwarding a DNS query to {upstream}: {e}"),
                 Err(_) => tracing::debug!("forwarding a DNS query to {upstream}: timed out"),
             }
         }
         None
+    }
+}
+
+async fn exchange_tcp(upstream: SocketAddr, query: &[u8], id: u16) -> std::io::Result<Message> {
+    let mut stream = TcpStream::connect(upstream).await?;
+    let len = u16::try_from(query.len()).map_err(std::io::Error::other)?;
+    let mut framed = Vec::with_capacity(query.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(query);
+    stream.write_all(&framed).await?;
+    loop {
+        let len = stream.read_u16().await?;
+        let mut buffer = vec![0; usize::from(len)];
+        stream.read_exact(&mut buffer).await?;
+        if let Ok(message) = Message::from_vec(&buffer)
+            && message.metadata.id == id
+            && message.metadata.message_type == MessageType::Response
+        {
+            return Ok(message);
+        }
     }
 }
 
@@ -323,12 +406,8 @@ async fn exchange(upstream: SocketAddr, query: &[u8], id: u16) -> std::io::Resul
 mod tests {
     use std::net::Ipv4Addr;
 
-    use hickory_proto::op::Query;
-    use hickory_proto::rr::rdata::{A, CNAME, PTR, SRV};
-    use hickory_proto::rr::{RData, RecordType};
+    use hickory_proto::rr::rdata::{A, PTR, SRV};
     use k8s_openapi::api::core::v1::ServiceSpec;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
 
     use super::*;
     use crate::dns::records::tests::{cluster_ip, domain, headless, service, slice};
@@ -577,6 +656,90 @@ mod tests {
             }
         });
         addr
+    }
+
+    fn upstream_answer(question: &Message, truncated: bool) -> Vec<u8> {
+        let mut answer = Message::response(question.metadata.id, OpCode::Query);
+        answer.add_queries(question.queries.clone());
+        answer.metadata.truncation = truncated;
+        if !truncated {
+            let name = question.queries[0].name().clone();
+            answer.add_answer(Record::from_rdata(
+                name,
+                60,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+            ));
+        }
+        answer.to_vec().unwrap()
+    }
+
+    /// A resolver on 127.0.0.1 whose UDP answers are truncated and whose TCP answers are whole.
+    async fn truncating_upstream() -> SocketAddr {
+        let socket = UdpSocket::bind(LOCALHOST).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(async move {
+            let mut buffer = vec![0; 65535];
+            while let Ok((len, from)) = socket.recv_from(&mut buffer).await {
+                let question = Message::from_vec(&buffer[..len]).unwrap();
+                socket
+                    .send_to(&upstream_answer(&question, true), from)
+                    .await
+                    .unwrap();
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let len = stream.read_u16().await.unwrap();
+                let mut buffer = vec![0; usize::from(len)];
+                stream.read_exact(&mut buffer).await.unwrap();
+                let answer = upstream_answer(&Message::from_vec(&buffer).unwrap(), false);
+                let len = u16::try_from(answer.len()).unwrap();
+                stream.write_all(&len.to_be_bytes()).await.unwrap();
+                stream.write_all(&answer).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    async fn tcp(server: SocketAddr, question: &Message) -> Message {
+        let mut stream = TcpStream::connect(server).await.unwrap();
+        let bytes = question.to_vec().unwrap();
+        let len = u16::try_from(bytes.len()).unwrap();
+        stream.write_all(&len.to_be_bytes()).await.unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        let len = stream.read_u16().await.unwrap();
+        let mut buffer = vec![0; usize::from(len)];
+        stream.read_exact(&mut buffer).await.unwrap();
+        Message::from_vec(&buffer).unwrap()
+    }
+
+    #[tokio::test]
+    async fn truncated_upstream_answers_are_fetched_over_tcp_for_tcp_clients() {
+        let upstream = truncating_upstream().await;
+        let server = start(cluster(), vec![upstream]).await;
+        let answer = ask(&server, "example.com.", RecordType::A).await;
+        assert!(
+            answer.metadata.truncation,
+            "a UDP client gets the TC bit and retries"
+        );
+        let answer = tcp(server.local_addr(), &query("example.com.", RecordType::A)).await;
+        assert!(!answer.metadata.truncation);
+        assert_eq!(data(&answer), vec![a("192.0.2.1")]);
+    }
+
+    #[tokio::test]
+    async fn an_external_name_is_followed_upstream() {
+        let upstream = fake_upstream().await;
+        let server = start(cluster(), vec![upstream]).await;
+        let answer = ask(&server, "ext.ns.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(answer.answers.len(), 2);
+        assert_eq!(
+            answer.answers[0].data,
+            RData::CNAME(CNAME(Name::from_ascii("db.example.com.").unwrap()))
+        );
+        assert_eq!(answer.answers[1].name.to_ascii(), "db.example.com.");
+        assert_eq!(answer.answers[1].data, a("192.0.2.1"));
     }
 
     /// A resolver on 127.0.0.1 that never answers.
