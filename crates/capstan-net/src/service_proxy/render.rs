@@ -165,6 +165,9 @@ pub fn render_full(config: &ProxyConfig, ruleset: &Ruleset) -> String {
     for (map, key, _) in maps(ruleset) {
         let _ = writeln!(out, "add map ip {t} {map} {{ type {key}; }}");
     }
+    for map in ruleset.pick_maps.keys() {
+        add_pick_map(&mut out, map);
+    }
     for (set, timeout) in &ruleset.affinity_sets {
         add_affinity_set(&mut out, set, *timeout);
     }
@@ -185,6 +188,9 @@ pub fn render_full(config: &ProxyConfig, ruleset: &Ruleset) -> String {
     add_elements(&mut out, "nodeport-ips", config.node_ips.iter());
     for (map, _, elements) in maps(ruleset) {
         add_map_elements(&mut out, map, elements);
+    }
+    for (map, verdicts) in &ruleset.pick_maps {
+        add_pick_elements(&mut out, map, verdicts);
     }
     // Hooks last: not needed inside one transaction, but the table reads top-down.
     for (chain, declaration, rules) in base_chains() {
@@ -245,10 +251,28 @@ pub fn render_update(config: &ProxyConfig, previous: Option<&Ruleset>, next: &Ru
         .filter(|((_, _, before), (_, _, after))| before != after)
         .map(|(_, (map, _, after))| (map, after))
         .collect();
+    let changed_picks: Vec<(&String, &Vec<String>)> = next
+        .pick_maps
+        .iter()
+        .filter(|(map, verdicts)| previous.pick_maps.get(*map) != Some(verdicts))
+        .collect();
+    let removed_picks: Vec<&String> = previous
+        .pick_maps
+        .keys()
+        .filter(|map| !next.pick_maps.contains_key(*map))
+        .collect();
 
     let mut out = String::new();
     // 1. Drop every reference that may point at something about to go.
     for (map, _) in &changed_maps {
+        let _ = writeln!(out, "flush map ip {t} {map}");
+    }
+    for map in changed_picks
+        .iter()
+        .map(|(map, _)| *map)
+        .filter(|map| previous.pick_maps.contains_key(*map))
+        .chain(removed_picks.iter().copied())
+    {
         let _ = writeln!(out, "flush map ip {t} {map}");
     }
     for (chain, _) in &rewritten {
@@ -263,10 +287,18 @@ pub fn render_update(config: &ProxyConfig, previous: Option<&Ruleset>, next: &Ru
     for chain in &removed_chains {
         let _ = writeln!(out, "delete chain ip {t} {chain}");
     }
+    for map in &removed_picks {
+        let _ = writeln!(out, "delete map ip {t} {map}");
+    }
     for set in &removed_sets {
         let _ = writeln!(out, "delete set ip {t} {set}");
     }
     // 3. Create what is new, then fill it.
+    for (map, _) in &changed_picks {
+        if !previous.pick_maps.contains_key(*map) {
+            add_pick_map(&mut out, map);
+        }
+    }
     for (set, timeout) in &next.affinity_sets {
         if !previous.affinity_sets.contains_key(set) || retimed.contains(set) {
             add_affinity_set(&mut out, set, *timeout);
@@ -287,6 +319,9 @@ pub fn render_update(config: &ProxyConfig, previous: Option<&Ruleset>, next: &Ru
     for (map, elements) in changed_maps {
         add_map_elements(&mut out, map, elements);
     }
+    for (map, verdicts) in changed_picks {
+        add_pick_elements(&mut out, map, verdicts);
+    }
     out
 }
 
@@ -295,6 +330,29 @@ fn add_affinity_set(out: &mut String, set: &str, timeout: u32) {
         out,
         "add set ip {TABLE} {set} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"
     );
+}
+
+/// A map from `numgen random mod N` to the endpoint chains (the modulus in `typeof` only
+/// gives the key's type).
+fn add_pick_map(out: &mut String, map: &str) {
+    let _ = writeln!(
+        out,
+        "add map ip {TABLE} {map} {{ typeof numgen random mod 1 : verdict; }}"
+    );
+}
+
+fn add_pick_elements(out: &mut String, map: &str, verdicts: &[String]) {
+    if verdicts.is_empty() {
+        return;
+    }
+    let _ = write!(out, "add element ip {TABLE} {map} {{ ");
+    for (i, verdict) in verdicts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{i} : {verdict}");
+    }
+    out.push_str(" }\n");
 }
 
 fn add_rules(out: &mut String, chain: &str, rules: &[String]) {
@@ -373,7 +431,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle} missing in\n{text}"))
         };
         // Chains exist before anything jumps to them.
-        assert!(position("add chain ip capstan-proxy endpoint-") < position("numgen"));
+        assert!(position("add chain ip capstan-proxy endpoint-") < position("vmap @pick"));
         assert!(
             position("add chain ip capstan-proxy service-")
                 < position("add element ip capstan-proxy service-ips")
@@ -412,32 +470,58 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_new_endpoint_rewrites_only_the_service_chain_and_adds_its_own() {
-        let before = web(&[("10.42.0.2", true)]);
-        let after = web(&[("10.42.0.2", true), ("10.42.0.3", true)]);
-        let text = render_update(&config(), Some(&before), &after);
-        let commands: Vec<String> = text
-            .lines()
+    /// An update's commands with each object's readable tail instead of its hashed name.
+    fn commands(text: &str) -> Vec<String> {
+        text.lines()
             .map(|line| {
-                // Keep the command and the chain's readable tail, not the hashes.
                 let words: Vec<&str> = line.split(' ').collect();
                 let tail = words[4]
                     .rsplit_once('-')
                     .map(|(_, t)| t)
                     .unwrap_or(words[4]);
-                format!("{} {} {}", words[0], words[1], tail)
+                let kind = words[4].split('-').next().unwrap_or_default();
+                format!("{} {} {kind} {tail}", words[0], words[1])
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_new_endpoint_rewrites_the_service_chain_and_its_pick_map_and_adds_its_own_chain() {
+        let before = web(&[("10.42.0.2", true)]);
+        let after = web(&[("10.42.0.2", true), ("10.42.0.3", true)]);
+        let text = render_update(&config(), Some(&before), &after);
         assert_eq!(
-            commands,
+            commands(&text),
             [
-                "flush chain default/web/tcp/http",
-                "add chain default/web/tcp/http__10.42.0.3/8080",
-                "add rule default/web/tcp/http__10.42.0.3/8080",
-                "add rule default/web/tcp/http__10.42.0.3/8080",
-                "add rule default/web/tcp/http",
-                "add rule default/web/tcp/http",
+                "flush map pick default/web/tcp/http",
+                "flush chain service default/web/tcp/http",
+                "add chain endpoint default/web/tcp/http__10.42.0.3/8080",
+                "add rule endpoint default/web/tcp/http__10.42.0.3/8080",
+                "add rule endpoint default/web/tcp/http__10.42.0.3/8080",
+                // `numgen random mod 2` now.
+                "add rule service default/web/tcp/http",
+                "add rule service default/web/tcp/http",
+                "add element pick default/web/tcp/http",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_replaced_endpoint_leaves_the_service_chain_alone() {
+        let before = web(&[("10.42.0.2", true), ("10.42.0.3", true)]);
+        let after = web(&[("10.42.0.2", true), ("10.42.0.4", true)]);
+        let text = render_update(&config(), Some(&before), &after);
+        assert_eq!(
+            commands(&text),
+            [
+                "flush map pick default/web/tcp/http",
+                "flush chain endpoint default/web/tcp/http__10.42.0.3/8080",
+                "delete chain endpoint default/web/tcp/http__10.42.0.3/8080",
+                "add chain endpoint default/web/tcp/http__10.42.0.4/8080",
+                "add rule endpoint default/web/tcp/http__10.42.0.4/8080",
+                "add rule endpoint default/web/tcp/http__10.42.0.4/8080",
+                "add element pick default/web/tcp/http",
             ],
             "{text}"
         );
@@ -451,8 +535,18 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "flush map ip capstan-proxy service-ips");
         assert_eq!(lines[1], "flush map ip capstan-proxy no-endpoint-services");
-        assert!(lines[2].starts_with("flush chain"));
-        assert!(lines[4].starts_with("delete chain"));
+        assert_eq!(
+            commands(&text)[2..lines.len() - 1],
+            [
+                "flush map pick default/web/tcp/http",
+                "flush chain endpoint default/web/tcp/http__10.42.0.2/8080",
+                "flush chain service default/web/tcp/http",
+                "delete chain endpoint default/web/tcp/http__10.42.0.2/8080",
+                "delete chain service default/web/tcp/http",
+                "delete map pick default/web/tcp/http",
+            ],
+            "{text}"
+        );
         assert_eq!(
             lines.last().unwrap(),
             &"add element ip capstan-proxy no-endpoint-services { 10.43.0.10 . tcp . 80 : goto reject-chain }"

@@ -5,7 +5,9 @@
 //!
 //! - `service-<hash>-<base>`: all usable endpoints (traffic policy Cluster); masquerades
 //!   cluster-IP traffic from outside the pod network; ClientIP affinity lookups; then
-//!   `numgen random mod N vmap { i : goto endpoint-… }`;
+//!   `numgen random mod N vmap @pick-service-<hash>-<base>`, a named map `i : goto endpoint-…`
+//!   (kube-proxy writes the map inline; an anonymous map costs the kernel a walk of the whole
+//!   transaction when it is bound, which made a 1,000-Service sync 30% slower);
 //! - `local-<hash>-<base>`: the same over this node's endpoints (traffic policy Local);
 //! - `external-<hash>-<base>`: where NodePort, load-balancer and external IPs enter: masquerade
 //!   and go to `service-…` (policy Cluster), or keep the client's address and go to `local-…`
@@ -47,6 +49,8 @@ const MAX_NAME_LEN: usize = 200;
 pub struct Ruleset {
     /// Regular chains by name, each with its rules in order.
     pub chains: BTreeMap<String, Vec<String>>,
+    /// The maps `numgen random mod N` looks up, by name: element `i` is the verdict for `i`.
+    pub pick_maps: BTreeMap<String, Vec<String>>,
     /// ClientIP affinity sets by name, with their timeout in seconds.
     pub affinity_sets: BTreeMap<String, u32>,
     /// Every cluster IP: packets to one that matched no service port are rejected.
@@ -300,11 +304,17 @@ fn add_service(
                 "ip daddr {cluster_ip} {protocol} dport {service_port} ip saddr != {} jump mark-for-masquerade",
                 config.cluster_cidr
             )];
-            rules.extend(pick_endpoint(&base, &cluster, affinity_timeout.is_some()));
+            rules.extend(pick_endpoint(
+                ruleset,
+                "service",
+                &base,
+                &cluster,
+                affinity_timeout.is_some(),
+            ));
             ruleset.chains.insert(service_chain.clone(), rules);
         }
         if !local.is_empty() && (internal_local || external_local) {
-            let rules = pick_endpoint(&base, &local, affinity_timeout.is_some());
+            let rules = pick_endpoint(ruleset, "local", &base, &local, affinity_timeout.is_some());
             ruleset.chains.insert(local_chain.clone(), rules);
         }
 
@@ -361,9 +371,21 @@ fn add_service(
     }
 }
 
-/// The rules that choose one of `endpoints`: affinity lookups first (a client seen within the
-/// timeout goes back to its endpoint), then a random pick.
-fn pick_endpoint(base: &str, endpoints: &[&Endpoint], affinity: bool) -> Vec<String> {
+/// The name of the map the `<chain_prefix>` chain of a service port picks endpoints from.
+pub fn pick_map_name(chain_prefix: &str, base: &str) -> String {
+    chain_name(&format!("pick-{chain_prefix}"), base)
+}
+
+/// The rules of the `<chain_prefix>` chain that choose one of `endpoints`: affinity lookups
+/// first (a client seen within the timeout goes back to its endpoint), then a random pick
+/// through the chain's pick map, which this adds to `ruleset`.
+fn pick_endpoint(
+    ruleset: &mut Ruleset,
+    chain_prefix: &str,
+    base: &str,
+    endpoints: &[&Endpoint],
+    affinity: bool,
+) -> Vec<String> {
     let mut rules = Vec::with_capacity(endpoints.len() + 1);
     let chains: Vec<(String, String)> = endpoints
         .iter()
@@ -380,16 +402,10 @@ fn pick_endpoint(base: &str, endpoints: &[&Endpoint], affinity: bool) -> Vec<Str
             rules.push(format!("ip saddr @{set} goto {chain}"));
         }
     }
-    let choices: Vec<String> = chains
-        .iter()
-        .enumerate()
-        .map(|(i, (chain, _))| format!("{i} : goto {chain}"))
-        .collect();
-    rules.push(format!(
-        "numgen random mod {} vmap {{ {} }}",
-        chains.len(),
-        choices.join(", ")
-    ));
+    let map = pick_map_name(chain_prefix, base);
+    rules.push(format!("numgen random mod {} vmap @{map}", chains.len()));
+    let verdicts = chains.into_iter().map(|(chain, _)| format!("goto {chain}"));
+    ruleset.pick_maps.insert(map, verdicts.collect());
     rules
 }
 
@@ -523,6 +539,30 @@ pub(crate) mod tests {
         ProxyConfig::new("node-a")
     }
 
+    /// The rules of a chain with its pick map written inline, as kube-proxy writes it: what
+    /// the kernel does, in one place.
+    fn inlined(ruleset: &Ruleset, prefix: &str, base: &str) -> Option<Vec<String>> {
+        let rules = ruleset.chain(prefix, base)?;
+        let map = pick_map_name(prefix, base);
+        let reference = format!(" vmap @{map}");
+        Some(
+            rules
+                .iter()
+                .map(|rule| match rule.strip_suffix(&reference) {
+                    Some(numgen) => {
+                        let choices: Vec<String> = ruleset.pick_maps[&map]
+                            .iter()
+                            .enumerate()
+                            .map(|(i, verdict)| format!("{i} : {verdict}"))
+                            .collect();
+                        format!("{numgen} vmap {{ {} }}", choices.join(", "))
+                    }
+                    None => rule.clone(),
+                })
+                .collect(),
+        )
+    }
+
     fn build(services: &[Service], slices: &[EndpointSlice]) -> Ruleset {
         build_ruleset(&config(), services, slices)
     }
@@ -598,11 +638,18 @@ pub(crate) mod tests {
             .into()
         );
         assert_eq!(
-            ruleset.chain("service", WEB).unwrap(),
-            &vec![
+            inlined(&ruleset, "service", WEB).unwrap(),
+            vec![
                 MASQUERADE_OUTSIDERS.to_string(),
                 numgen(&["10.42.0.2", "10.42.0.3"])
             ]
+        );
+        assert_eq!(
+            ruleset.chain("service", WEB).unwrap()[1],
+            format!(
+                "numgen random mod 2 vmap @{}",
+                pick_map_name("service", WEB)
+            )
         );
         assert_eq!(
             ruleset.chains[&endpoint_chain("10.42.0.2")],
@@ -657,7 +704,7 @@ pub(crate) mod tests {
                 &[service("web", "10.43.0.10", "ClusterIP")],
                 &[slice("web", &endpoints)],
             );
-            match ruleset.chain("service", WEB) {
+            match inlined(&ruleset, "service", WEB) {
                 Some(rules) => assert_eq!(rules.last().unwrap(), &numgen(&expected), "{case}"),
                 None => {
                     assert!(expected.is_empty(), "{case}");
@@ -784,8 +831,8 @@ pub(crate) mod tests {
         let ruleset = build(std::slice::from_ref(&svc), &[slice("web", &endpoints)]);
         let set = |ip: &str| chain_name("affinity", &endpoint_base(WEB, ip.parse().unwrap(), 8080));
         assert_eq!(
-            ruleset.chain("service", WEB).unwrap(),
-            &vec![
+            inlined(&ruleset, "service", WEB).unwrap(),
+            vec![
                 MASQUERADE_OUTSIDERS.to_string(),
                 format!(
                     "ip saddr @{} goto {}",
@@ -917,8 +964,8 @@ pub(crate) mod tests {
                 assert!(ruleset.chain("local", WEB).is_none(), "{case}");
             } else {
                 assert_eq!(
-                    ruleset.chain("local", WEB).unwrap(),
-                    &vec![numgen(&["10.42.0.2"])],
+                    inlined(&ruleset, "local", WEB).unwrap(),
+                    vec![numgen(&["10.42.0.2"])],
                     "{case}"
                 );
             }
@@ -944,8 +991,8 @@ pub(crate) mod tests {
             format!("goto {}", chain_name("local", WEB))
         );
         assert_eq!(
-            ruleset.chain("local", WEB).unwrap(),
-            &vec![numgen(&["10.42.0.2"])]
+            inlined(&ruleset, "local", WEB).unwrap(),
+            vec![numgen(&["10.42.0.2"])]
         );
         assert!(
             ruleset.chain("service", WEB).is_none(),
@@ -980,7 +1027,7 @@ pub(crate) mod tests {
             ],
         );
         assert_eq!(
-            ruleset.chain("service", WEB).unwrap().last().unwrap(),
+            inlined(&ruleset, "service", WEB).unwrap().last().unwrap(),
             &numgen(&["10.42.0.2", "10.42.0.3"])
         );
     }

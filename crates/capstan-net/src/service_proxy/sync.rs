@@ -225,7 +225,7 @@ mod tests {
         }
         assert_eq!(nft.transactions.len(), 2);
         assert!(nft.transactions[0].starts_with("add table ip capstan-proxy\ndelete table"));
-        assert!(nft.transactions[1].starts_with("flush chain"));
+        assert!(nft.transactions[1].starts_with("flush map"));
     }
 
     #[test]
