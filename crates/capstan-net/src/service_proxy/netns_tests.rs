@@ -402,3 +402,158 @@ fn a_pod_reaches_itself_and_a_neighbour_on_its_bridge_through_their_services() {
         assert_eq!(body.as_deref(), Ok("b1"));
     }
 }
+
+/// A Service of every kind the rules know, in two versions, and the slices for it.
+fn everything(version: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
+    use k8s_openapi::api::core::v1::{
+        ClientIPConfig, LoadBalancerIngress, LoadBalancerStatus, ServicePort, ServiceStatus,
+    };
+    use k8s_openapi::api::discovery::v1::EndpointPort;
+
+    let mut web = service("web", "10.43.0.10", "LoadBalancer");
+    let spec = web.spec.as_mut().expect("spec");
+    spec.external_traffic_policy = Some("Local".into());
+    spec.session_affinity = Some("ClientIP".into());
+    spec.session_affinity_config = Some(SessionAffinityConfig {
+        client_ip: Some(ClientIPConfig {
+            timeout_seconds: Some(60 * version as i32),
+        }),
+    });
+    let ports = spec.ports.as_mut().expect("ports");
+    for (name, protocol, port, node_port) in
+        [("dns", "UDP", 53, 30053), ("sig", "SCTP", 3868, 30868)]
+    {
+        ports.push(ServicePort {
+            name: Some(name.into()),
+            protocol: Some(protocol.into()),
+            port,
+            node_port: Some(node_port),
+            ..Default::default()
+        });
+    }
+    web.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                ip: Some("192.168.200.50".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    });
+    let mut internal = service("internal", "10.43.0.12", "ClusterIP");
+    internal
+        .spec
+        .as_mut()
+        .expect("spec")
+        .internal_traffic_policy = Some("Local".into());
+    let web_endpoints: &[Ep<'_>] = if version == 1 {
+        &[
+            ("10.42.0.10", "node-a", true, true, false),
+            ("10.42.1.10", "node-b", true, true, false),
+        ]
+    } else {
+        &[
+            ("10.42.0.11", "node-a", true, true, false),
+            ("10.42.1.10", "node-b", true, true, false),
+            ("10.42.1.11", "node-b", false, true, true),
+        ]
+    };
+    let mut web_slice = slice("web", web_endpoints);
+    web_slice.ports.as_mut().expect("ports").extend([
+        EndpointPort {
+            name: Some("dns".into()),
+            protocol: Some("UDP".into()),
+            port: Some(5353),
+            ..Default::default()
+        },
+        EndpointPort {
+            name: Some("sig".into()),
+            protocol: Some("SCTP".into()),
+            port: Some(3868),
+            ..Default::default()
+        },
+    ]);
+    let mut services = vec![web, internal, service("empty", "10.43.0.13", "NodePort")];
+    let mut slices = vec![
+        web_slice,
+        slice("internal", &[("10.42.1.12", "node-b", true, true, false)]),
+    ];
+    if version == 1 {
+        services.push(service("gone-later", "10.43.0.14", "ClusterIP"));
+        slices.push(slice(
+            "gone-later",
+            &[("10.42.0.14", "node-a", true, true, false)],
+        ));
+    }
+    (services, slices)
+}
+
+#[test]
+fn every_kind_of_service_applies_and_updates_cleanly_in_the_kernel() {
+    skip_unless_root!();
+    let node = Node::new(0);
+    let mut syncer = Syncer::new(node.config());
+    let (one, one_slices) = everything(1);
+    let (two, two_slices) = everything(2);
+    let steps: [(&[Service], &[EndpointSlice], SyncOutcome); 5] = [
+        (&one, &one_slices, SyncOutcome::Replaced),
+        // New endpoints, a removed Service, every affinity timeout changed.
+        (&two, &two_slices, SyncOutcome::Updated),
+        (&one, &one_slices, SyncOutcome::Updated),
+        (&[], &[], SyncOutcome::Updated),
+        (&one, &one_slices, SyncOutcome::Updated),
+    ];
+    for (i, (services, slices, expected)) in steps.into_iter().enumerate() {
+        let outcome = syncer
+            .sync(services, slices, |text| nft::apply(text, Some(&node.node)))
+            .unwrap_or_else(|e| panic!("step {i}: {e}"));
+        assert_eq!(outcome, expected, "step {i}");
+    }
+    let listed = node.exec(&node.node, &["nft", "list", "table", "ip", "capstan-proxy"]);
+    assert!(listed.contains("timeout 1m"), "{listed}");
+    assert!(listed.contains("sctp"), "{listed}");
+
+    syncer
+        .sync(&[] as &[Service], &[] as &[EndpointSlice], |text| {
+            nft::apply(text, Some(&node.node))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = node.exec(&node.node, &["nft", "list", "table", "ip", "capstan-proxy"]);
+    // Only the fixed chains, sets and maps are left.
+    let objects: BTreeSet<&str> = listed
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            ["chain ", "set ", "map "]
+                .iter()
+                .find_map(|kind| line.strip_prefix(kind))
+                .and_then(|rest| rest.strip_suffix(" {"))
+        })
+        .collect();
+    let fixed = [
+        "cluster-ips",
+        "nodeport-ips",
+        "service-ips",
+        "service-nodeports",
+        "no-endpoint-services",
+        "no-endpoint-nodeports",
+        "reject-chain",
+        "mark-for-masquerade",
+        "masquerading",
+        "services",
+        "service-endpoints-check",
+        "nodeport-endpoints-check",
+        "cluster-ips-check",
+        "filter-input",
+        "filter-forward",
+        "filter-output",
+        "filter-output-post-dnat",
+        "nat-prerouting",
+        "nat-output",
+        "nat-postrouting",
+    ];
+    assert_eq!(objects, fixed.into_iter().collect(), "{listed}");
+    nft::delete_table(Some(&node.node)).unwrap_or_else(|e| panic!("{e}"));
+    let tables = node.exec(&node.node, &["nft", "list", "tables"]);
+    assert_eq!(tables.trim(), "");
+}
