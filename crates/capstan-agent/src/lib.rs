@@ -19,6 +19,7 @@ pub mod pods;
 pub mod portforward;
 pub mod probe;
 pub mod pull;
+pub mod resolv;
 pub mod server;
 pub mod stats;
 pub mod status;
@@ -53,6 +54,8 @@ pub struct AgentConfig {
     pub pressure: node::PressureThresholds,
     /// How pods are networked (`--pod-network`, `--cluster-cidr`).
     pub network: network::NetworkMode,
+    /// The resolver configuration pods' DNS starts from (`--resolv-conf`); `None`: none.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// Why the agent could not start. Runtime failures after start are retried, not returned.
@@ -145,7 +148,15 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
         pod_names: Default::default(),
         cpu_history: Default::default(),
         pod_network: match config.network {
-            network::NetworkMode::Bridge { .. } => Some(std::sync::OnceLock::new()),
+            network::NetworkMode::Bridge(_) => Some(std::sync::OnceLock::new()),
+            network::NetworkMode::None => None,
+        },
+        resolv_conf: config.resolv_conf.clone(),
+        cluster_dns: match &config.network {
+            network::NetworkMode::Bridge(cluster) => Some(resolv::ClusterDns {
+                nameserver: cluster.dns_address.to_string(),
+                domain: cluster.domain.clone(),
+            }),
             network::NetworkMode::None => None,
         },
     });
@@ -167,8 +178,8 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
         tokio::spawn(heartbeat.run()),
         tokio::spawn(pods::run(Arc::clone(&shared))),
     ];
-    if let network::NetworkMode::Bridge { cluster_cidr } = config.network {
-        tasks.push(tokio::spawn(network::run(shared, cluster_cidr)));
+    if let network::NetworkMode::Bridge(cluster) = config.network {
+        tasks.push(tokio::spawn(network::run(shared, cluster)));
     }
     Ok(RunningAgent { address, tasks })
 }

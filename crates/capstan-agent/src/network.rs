@@ -19,16 +19,29 @@ use crate::worker::Shared;
 /// How pods of this node are networked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkMode {
-    /// Every pod gets an address from the node's range on a bridge (the default).
-    Bridge { cluster_cidr: Ipv4Cidr },
+    /// Every pod gets an address from the node's range on a bridge (the default), Services
+    /// and cluster DNS work.
+    Bridge(ClusterNetwork),
     /// Pods get only their loopback interface (`--pod-network none`), as with k3s'
     /// `--flannel-backend none` before a network plugin is installed.
     None,
 }
 
-/// Watches the Nodes: sets up the pod network once this node has its range, and keeps the
-/// routes to the other nodes' ranges current.
-pub async fn run(shared: Arc<Shared>, cluster_cidr: Ipv4Cidr) {
+/// The cluster-wide settings of the network every node shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNetwork {
+    /// The pods' range (`--cluster-cidr`).
+    pub cluster_cidr: Ipv4Cidr,
+    /// The cluster DNS service's address (`--cluster-dns`), served on every node.
+    pub dns_address: Ipv4Addr,
+    /// The cluster domain (`--cluster-domain`).
+    pub domain: String,
+}
+
+/// Watches the Nodes: sets up the pod network once this node has its range, starts the
+/// node's cluster DNS server, and keeps the routes to the other nodes' ranges current.
+pub async fn run(shared: Arc<Shared>, cluster: ClusterNetwork) {
+    let cluster_cidr = cluster.cluster_cidr;
     let Some(slot) = shared.pod_network.as_ref() else {
         return;
     };
@@ -71,6 +84,7 @@ pub async fn run(shared: Arc<Shared>, cluster_cidr: Ipv4Cidr) {
                         "pod network {pod_cidr} ready on bridge {}",
                         capstan_net::pod_network::BRIDGE
                     );
+                    start_node_services(&shared, &network, &cluster).await;
                     let _ = slot.set(network);
                 }
                 Err(e) => tracing::warn!("setting up the pod network {pod_cidr}: {e}"),
@@ -83,6 +97,33 @@ pub async fn run(shared: Arc<Shared>, cluster_cidr: Ipv4Cidr) {
             }
         }
     }
+}
+
+/// What every node serves its pods besides their network: cluster DNS on the cluster DNS
+/// address, which each node holds itself (as NodeLocal DNSCache does), so that lookups never
+/// leave the node.
+async fn start_node_services(shared: &Arc<Shared>, network: &PodNetwork, cluster: &ClusterNetwork) {
+    if let Err(e) = network.add_local_address(cluster.dns_address).await {
+        tracing::warn!(
+            "holding the cluster DNS address {}: {e}",
+            cluster.dns_address
+        );
+        return;
+    }
+    let mut config = capstan_net::dns::Config::new((cluster.dns_address, 53).into());
+    config.cluster_domain = cluster.domain.clone();
+    // Names outside the cluster go to the node's own resolvers (none without --resolv-conf).
+    if let Some(path) = &shared.resolv_conf {
+        config.upstreams = capstan_net::dns::read_resolv_conf(&path.to_string_lossy())
+            .await
+            .unwrap_or_default();
+    }
+    let client = shared.client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = capstan_net::dns::run(client, config).await {
+            tracing::warn!("cluster DNS stopped: {e}");
+        }
+    });
 }
 
 fn pod_cidr(node: &Node) -> Option<Ipv4Cidr> {

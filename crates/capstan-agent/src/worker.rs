@@ -54,6 +54,11 @@ pub struct Shared {
     /// The pod network, once the node has its pod range; `None` when pods get no network
     /// (`--pod-network none`).
     pub pod_network: Option<std::sync::OnceLock<capstan_net::pod_network::PodNetwork>>,
+    /// The cluster DNS pods resolve with (none without a pod network).
+    pub cluster_dns: Option<crate::resolv::ClusterDns>,
+    /// The node's resolver configuration pods' DNS is based on (`--resolv-conf`); `None`:
+    /// none, and cluster DNS forwards nothing.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// The runtime id of attempt `attempt` of container `name` in pod `uid`.
@@ -616,7 +621,14 @@ impl PodWorker {
         }
         std::fs::write(self.dir.join("etc-hosts"), hosts).map_err(mount)?;
         std::fs::write(self.dir.join("hostname"), format!("{hostname}\n")).map_err(mount)?;
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_resolv = self
+            .shared
+            .resolv_conf
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        let resolv =
+            crate::resolv::pod_resolv_conf(pod, &host_resolv, self.shared.cluster_dns.as_ref());
         std::fs::write(self.dir.join("resolv.conf"), resolv).map_err(mount)?;
         self.pod_ip = ip;
         Ok(())

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// Seconds pods tolerate an unreachable node by default
     /// (`--default-unreachable-toleration-seconds`, Kubernetes: 300).
     pub default_unreachable_toleration_seconds: i64,
+    /// The cluster DNS address the `kube-system/kube-dns` Service holds (k3s's
+    /// `--cluster-dns`); every node serves DNS on it. `None`: no such Service.
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +223,30 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": bound.port()}]},
     });
     registry.ensure(services, kubernetes).await?;
+    // The cluster DNS Service, as k3s's CoreDNS manifest makes it; it has no selector because
+    // every node answers on its address itself.
+    if let Some(address) = config.cluster_dns {
+        let kube_dns = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                    "kubernetes.io/name": "CoreDNS"}},
+            "spec": {"clusterIP": address.to_string(),
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
+        });
+        registry.ensure(services, kube_dns).await?;
+    }
+    // The built-in ingress proxy's class, the default one as k3s makes traefik's.
+    let ingress_classes = resource::find("networking.k8s.io", "v1", "ingressclasses")
+        .expect("ingressclasses are registered");
+    let capstan_class = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "capstan",
+            "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "capstan.dev/ingress"},
+    });
+    registry.ensure(ingress_classes, capstan_class).await?;
 
     let server_url = format!("https://{}", client_address(&bound));
     let kubeconfig_path = config.data_dir.join("kubeconfig");

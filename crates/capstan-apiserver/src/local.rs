@@ -77,6 +77,7 @@ mod tests {
             service_range: crate::service_ips::ServiceRange::parse("10.43.0.0/16").unwrap(),
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            cluster_dns: None,
         })
         .await
         .unwrap();

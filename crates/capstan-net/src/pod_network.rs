@@ -222,6 +222,16 @@ impl PodNetwork {
         self.ipam.retain(alive);
     }
 
+    /// Makes `address` one of the node's own (on the loopback interface, as NodeLocal
+    /// DNSCache holds the cluster DNS address on an interface of its own), so that a server
+    /// on this node can listen on it and pods reach it through their gateway. Idempotent.
+    pub async fn add_local_address(&self, address: Ipv4Addr) -> Result<(), NetworkError> {
+        let index = link_index(&self.netlink, "lo")
+            .await?
+            .ok_or_else(|| NetworkError::NoLink("lo".into()))?;
+        ensure_address(&self.netlink, index, address, 32).await
+    }
+
     async fn remove_link(&self, name: &str) {
         if let Ok(Some(index)) = link_index(&self.netlink, name).await
             && let Err(e) = self.netlink.link().del(index).execute().await

@@ -42,15 +42,34 @@ pub struct NodeArgs {
     /// nodes) or `none` (loopback only).
     #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
     pub pod_network: String,
+    /// The cluster DNS service's address, which every node serves its pods on (kubelet's
+    /// `--cluster-dns`; the server's `kube-dns` Service holds it).
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: std::net::Ipv4Addr,
+    /// The cluster's DNS domain (kubelet's `--cluster-domain`).
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The resolver configuration pods' DNS is based on, and where cluster DNS forwards names
+    /// outside the cluster (kubelet's `--resolv-conf`); empty: none, nothing is forwarded.
+    #[arg(
+        long,
+        default_value = "/etc/resolv.conf",
+        overrides_with = "resolv_conf"
+    )]
+    pub resolv_conf: String,
 }
 
 impl NodeArgs {
     fn network_mode(&self) -> capstan_agent::network::NetworkMode {
         match self.pod_network.as_str() {
             "none" => capstan_agent::network::NetworkMode::None,
-            _ => capstan_agent::network::NetworkMode::Bridge {
-                cluster_cidr: self.cluster_cidr,
-            },
+            _ => capstan_agent::network::NetworkMode::Bridge(
+                capstan_agent::network::ClusterNetwork {
+                    cluster_cidr: self.cluster_cidr,
+                    dns_address: self.cluster_dns,
+                    domain: self.cluster_domain.clone(),
+                },
+            ),
         }
     }
 }
@@ -195,6 +214,7 @@ pub async fn start(
         labels: node.node_labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         pressure: node.eviction_hard.clone(),
         network: node.network_mode(),
+        resolv_conf: (!node.resolv_conf.is_empty()).then(|| PathBuf::from(&node.resolv_conf)),
     })
     .await
     .with_context(|| format!("starting the agent in {}", root_dir.display()))?;

@@ -221,6 +221,14 @@ fn start_in(namespace: &str, args: &[String], log: &Path) -> anyhow::Result<Memb
     Ok(Member(child))
 }
 
+/// The flags every node gets: the nodes have no way out of their LAN, so cluster DNS
+/// forwards nothing (the user's `--node-arg=--resolv-conf=…` comes later and wins).
+fn node_args(args: &UpArgs) -> Vec<String> {
+    let mut flags = vec!["--resolv-conf=".to_string()];
+    flags.extend(args.node_args.iter().cloned());
+    flags
+}
+
 fn up(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.nodes > 200 {
         bail!("--nodes must be between 1 and 200");
@@ -258,7 +266,7 @@ fn run_cluster(args: &UpArgs) -> anyhow::Result<()> {
         node_name(1),
     ];
     server_args.extend(args.server_args.iter().cloned());
-    server_args.extend(args.node_args.iter().cloned());
+    server_args.extend(node_args(args));
     members.push(start_in(
         &node_namespace(&args.name, 1),
         &server_args,
@@ -286,7 +294,7 @@ fn run_cluster(args: &UpArgs) -> anyhow::Result<()> {
             "--data-dir".into(),
             args.dir.join(node_name(index)).display().to_string(),
         ];
-        agent_args.extend(args.node_args.iter().cloned());
+        agent_args.extend(node_args(args));
         members.push(start_in(
             &node_namespace(&args.name, index),
             &agent_args,

@@ -74,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             service_range,
             default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+            cluster_dns: Some(args.node.cluster_dns),
         };
         let server = capstan_apiserver::start(config)
             .await
