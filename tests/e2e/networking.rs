@@ -124,3 +124,157 @@ fn pods_reach_each_other_across_nodes_by_their_own_addresses() {
         "the deleted pod's address still answers"
     );
 }
+
+/// A Deployment `name` of `replicas` busybox httpd pods answering their own pod name on
+/// port 8080 (named `http`), ready once they listen.
+fn web_deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: web
+        image: capstan.test/busybox:1
+        command: [sh, -c, 'hostname > /tmp/index.html; exec httpd -f -v -p 8080 -h /tmp']
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          tcpSocket: {{port: 8080}}
+          periodSeconds: 1
+---
+"
+    )
+}
+
+fn nslookup(cluster: &Cluster, from: &str, args: &[&str]) -> String {
+    let mut command = vec!["exec", from, "--", "nslookup"];
+    command.extend_from_slice(args);
+    let out = cluster.kubectl_output(&command);
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn cluster_dns_answers_services_headless_services_srv_and_pods() {
+    let cluster = Cluster::start_nodes(3);
+    let manifests = [
+        web_deployment("web", 3),
+        client_pod("client", "node-2"),
+        "apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-direct}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+"
+        .to_string(),
+    ]
+    .concat();
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &manifests);
+    cluster.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    wait_ready(&cluster, &["client"]);
+    // The pod's resolv.conf is the one kubelet writes for ClusterFirst.
+    assert_eq!(
+        cluster.kubectl(&["exec", "client", "--", "cat", "/etc/resolv.conf"]),
+        "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n"
+    );
+    let cluster_ip =
+        cluster.kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    // The short name resolves through the search path to the cluster IP.
+    let answer = nslookup(&cluster, "client", &["web"]);
+    assert!(
+        answer.contains("Name:\tweb.default.svc.cluster.local")
+            && answer.contains(&format!("Address: {cluster_ip}")),
+        "{answer}"
+    );
+    // A headless Service resolves to its ready pods' own addresses.
+    let pod_ips: Vec<String> = cluster
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].status.podIP}",
+        ])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(pod_ips.len(), 3);
+    let answer = nslookup(
+        &cluster,
+        "client",
+        &["web-direct.default.svc.cluster.local"],
+    );
+    for ip in &pod_ips {
+        assert!(
+            answer.contains(&format!("Address: {ip}")),
+            "{ip} missing: {answer}"
+        );
+    }
+    // SRV for the named port.
+    let answer = nslookup(
+        &cluster,
+        "client",
+        &["-type=srv", "_http._tcp.web.default.svc.cluster.local"],
+    );
+    assert!(
+        answer.contains("80 web.default.svc.cluster.local"),
+        "{answer}"
+    );
+    // Pod names, and a name that does not exist.
+    let dashed = pod_ips[0].replace('.', "-");
+    let answer = nslookup(
+        &cluster,
+        "client",
+        &[&format!("{dashed}.default.pod.cluster.local")],
+    );
+    assert!(
+        answer.contains(&format!("Address: {}", pod_ips[0])),
+        "{answer}"
+    );
+    let answer = nslookup(&cluster, "client", &["nothing.default.svc.cluster.local"]);
+    assert!(
+        answer.is_empty() || !answer.contains("Address: 10."),
+        "{answer}"
+    );
+    let out = cluster.kubectl_output(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "nothing.default.svc.cluster.local",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NXDOMAIN"),
+        "{out:?}"
+    );
+    // A Service created now is answered at once.
+    cluster.kubectl(&["create", "service", "clusterip", "late", "--tcp=80:8080"]);
+    let late_ip = cluster.kubectl(&["get", "service", "late", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(
+        eventually(Duration::from_secs(5), || nslookup(
+            &cluster,
+            "client",
+            &["late"]
+        )
+        .contains(&late_ip)),
+        "the new Service never resolved"
+    );
+}
