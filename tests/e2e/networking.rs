@@ -250,21 +250,7 @@ spec:
         "{answer}"
     );
     let answer = nslookup(&cluster, "client", &["nothing.default.svc.cluster.local"]);
-    assert!(
-        answer.is_empty() || !answer.contains("Address: 10."),
-        "{answer}"
-    );
-    let out = cluster.kubectl_output(&[
-        "exec",
-        "client",
-        "--",
-        "nslookup",
-        "nothing.default.svc.cluster.local",
-    ]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("NXDOMAIN"),
-        "{out:?}"
-    );
+    assert!(answer.contains("NXDOMAIN"), "{answer}");
     // A Service created now is answered at once.
     cluster.kubectl(&["create", "service", "clusterip", "late", "--tcp=80:8080"]);
     let late_ip = cluster.kubectl(&["get", "service", "late", "-o", "jsonpath={.spec.clusterIP}"]);
