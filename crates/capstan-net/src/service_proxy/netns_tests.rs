@@ -557,3 +557,179 @@ fn every_kind_of_service_applies_and_updates_cleanly_in_the_kernel() {
     let tables = node.exec(&node.node, &["nft", "list", "tables"]);
     assert_eq!(tables.trim(), "");
 }
+
+/// Just enough of the Kubernetes API for two watchers: lists answer the current objects, and
+/// watches stream whatever the test publishes. One request per connection.
+mod fake_api {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::broadcast;
+
+    /// (path prefix, list kind, items).
+    type Resource = (&'static str, &'static str, Vec<serde_json::Value>);
+
+    #[derive(Clone)]
+    pub struct FakeApi {
+        lists: Arc<Mutex<Vec<Resource>>>,
+        /// (path prefix, watch event line).
+        events: broadcast::Sender<(&'static str, String)>,
+        next_version: Arc<AtomicU64>,
+    }
+
+    pub const SERVICES: &str = "/api/v1/services";
+    pub const SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
+
+    impl FakeApi {
+        pub async fn start(
+            mut services: Vec<serde_json::Value>,
+            mut slices: Vec<serde_json::Value>,
+        ) -> (FakeApi, String) {
+            for object in services.iter_mut().chain(&mut slices) {
+                object["metadata"]["resourceVersion"] = "1".into();
+            }
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let url = format!("http://{}", listener.local_addr().expect("address"));
+            let api = FakeApi {
+                lists: Arc::new(Mutex::new(vec![
+                    (SERVICES, "ServiceList", services),
+                    (SLICES, "EndpointSliceList", slices),
+                ])),
+                events: broadcast::channel(64).0,
+                next_version: Arc::new(AtomicU64::new(2)),
+            };
+            let server = api.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(server.clone().serve(stream));
+                }
+            });
+            (api, url)
+        }
+
+        /// Publishes a MODIFIED event to the watches of `path`.
+        /// (and to later lists: a watcher that relists must see it too).
+        pub fn modify(&self, path: &'static str, mut object: serde_json::Value) {
+            let version = self
+                .next_version
+                .fetch_add(1, Ordering::Relaxed)
+                .to_string();
+            object["metadata"]["resourceVersion"] = version.into();
+            {
+                let mut lists = self.lists.lock().expect("lists");
+                if let Some((_, _, items)) = lists.iter_mut().find(|(p, _, _)| *p == path) {
+                    items.retain(|item| item["metadata"]["name"] != object["metadata"]["name"]);
+                    items.push(object.clone());
+                }
+            }
+            let line = serde_json::json!({ "type": "MODIFIED", "object": object }).to_string();
+            let _ = self.events.send((path, line));
+        }
+
+        async fn serve(self, mut stream: TcpStream) {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request).into_owned();
+            let target = request.split(' ').nth(1).unwrap_or_default().to_string();
+            let Some((path, kind, items)) = self
+                .lists
+                .lock()
+                .expect("lists")
+                .iter()
+                .find(|(path, _, _)| target.starts_with(path))
+                .cloned()
+            else {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+                return;
+            };
+            if target.contains("watch=true") {
+                let mut events = self.events.subscribe();
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                while let Ok((event_path, line)) = events.recv().await {
+                    if event_path == path
+                        && stream
+                            .write_all(format!("{line}\n").as_bytes())
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                return;
+            }
+            let body = serde_json::json!({
+                "apiVersion": if path == SERVICES { "v1" } else { "discovery.k8s.io/v1" },
+                "kind": kind,
+                "metadata": { "resourceVersion": "1" },
+                "items": items,
+            })
+            .to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_loop_stops_sending_to_an_endpoint_within_milliseconds_of_it_turning_unready() {
+    use fake_api::{FakeApi, SLICES};
+    skip_unless_root!();
+    let node = Node::new(2);
+    let services = vec![json(&service("web", "10.43.0.10", "ClusterIP"))];
+    let slices = vec![json(&web_slice(&[ready(0), ready(1)]))];
+    let (api, url) = FakeApi::start(services, slices).await;
+    let client =
+        kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
+    let proxy = tokio::spawn(super::run(client, node.config()));
+
+    // The first sync: both backends answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.fetch(&node.client, "http://10.43.0.10/").is_err() {
+        assert!(Instant::now() < deadline, "the proxy never synced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.answers("http://10.43.0.10/", 30), names(&["b0", "b1"]));
+
+    // b1 fails its readiness probe.
+    let changed = Instant::now();
+    api.modify(SLICES, json(&web_slice(&[ready(0), not_ready(1)])));
+    let pick = super::rules::pick_map_name("service", "default/web/tcp/http");
+    loop {
+        let listed = node.exec(
+            &node.node,
+            &["nft", "list", "map", "ip", "capstan-proxy", &pick],
+        );
+        if !listed.contains("10.42.0.11") {
+            break;
+        }
+        assert!(changed.elapsed() < Duration::from_secs(2), "{listed}");
+    }
+    let latency = changed.elapsed();
+    eprintln!("endpoint removed from the kernel {latency:?} after the watch event");
+    assert!(latency < Duration::from_millis(500), "{latency:?}");
+    assert_eq!(node.answers("http://10.43.0.10/", 20), names(&["b0"]));
+    proxy.abort();
+}
+
+/// An API object as the API server sends it (with apiVersion and kind).
+fn json(object: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(object).expect("serialisable")
+}
