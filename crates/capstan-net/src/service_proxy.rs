@@ -7,7 +7,7 @@
 //! - [`rules`] decides, without I/O: a [`Ruleset`] of verdict maps keyed by
 //!   `address . protocol . port` (`service-ips`, `service-nodeports`, and their
 //!   `no-endpoint-*` twins that reject), one chain per service port that picks an endpoint with
-//!   `numgen random`, one chain per endpoint that DNATs to it;
+//!   `numgen random` through a named map, one chain per endpoint that DNATs to it;
 //! - [`render`] writes nft's text: the whole table the first time, afterwards only the chains
 //!   and maps that changed (kube-proxy's flush-and-refill), which keeps ClientIP affinity sets
 //!   alive and a one-endpoint change cheap;

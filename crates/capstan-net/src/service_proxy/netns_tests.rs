@@ -478,6 +478,20 @@ fn everything(version: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
         web_slice,
         slice("internal", &[("10.42.1.12", "node-b", true, true, false)]),
     ];
+    // A single unnamed port: names end in "/".
+    let mut unnamed = service("unnamed", "10.43.0.15", "ClusterIP");
+    unnamed
+        .spec
+        .as_mut()
+        .expect("spec")
+        .ports
+        .as_mut()
+        .expect("ports")[0]
+        .name = None;
+    let mut unnamed_slice = slice("unnamed", &[("10.42.0.15", "node-a", true, true, false)]);
+    unnamed_slice.ports.as_mut().expect("ports")[0].name = None;
+    services.push(unnamed);
+    slices.push(unnamed_slice);
     if version == 1 {
         services.push(service("gone-later", "10.43.0.14", "ClusterIP"));
         slices.push(slice(
@@ -512,6 +526,10 @@ fn every_kind_of_service_applies_and_updates_cleanly_in_the_kernel() {
     let listed = node.exec(&node.node, &["nft", "list", "table", "ip", "capstan-proxy"]);
     assert!(listed.contains("timeout 1m"), "{listed}");
     assert!(listed.contains("sctp"), "{listed}");
+    assert!(
+        listed.contains("default/unnamed/tcp/__10.42.0.15/8080 {"),
+        "{listed}"
+    );
 
     syncer
         .sync(&[] as &[Service], &[] as &[EndpointSlice], |text| {

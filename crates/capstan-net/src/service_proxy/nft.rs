@@ -49,12 +49,19 @@ pub fn apply(ruleset: &str, netns: Option<&str>) -> Result<(), ApplyError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn_error)?;
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(ruleset.as_bytes()))
-        .unwrap_or(Ok(()));
-    let output = child.wait_with_output().map_err(spawn_error)?;
+    // Written from a second thread: nft may report errors before it has read everything, and
+    // a full stderr pipe must not stall it while this thread is still writing.
+    let stdin = child.stdin.take();
+    let output = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || match stdin {
+            Some(mut stdin) => stdin.write_all(ruleset.as_bytes()),
+            None => Ok(()),
+        });
+        let output = child.wait_with_output();
+        let written = writer.join().unwrap_or(Ok(()));
+        output.map(|output| (output, written))
+    });
+    let (output, written) = output.map_err(spawn_error)?;
     if !output.status.success() {
         return Err(ApplyError::Rejected {
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
