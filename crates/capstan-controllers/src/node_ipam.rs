@@ -11,8 +11,8 @@
 //! A podCIDR is never changed once set (the API refuses it), so a node that has one is only
 //! recorded, never patched.
 
+use capstan_api::cidr::Ipv4Cidr;
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Node;
@@ -61,35 +61,18 @@ pub enum NodeIpamError {
 /// just freed is not reused at once (a deleted node's pods may still hold its addresses).
 #[derive(Debug, Clone)]
 pub struct CidrSet {
-    base: u32,
-    cluster_prefix: u8,
+    cluster: Ipv4Cidr,
     node_prefix: u8,
     subnets: u32,
     used: BTreeSet<u32>,
     next_candidate: u32,
 }
 
-/// Parses an IPv4 CIDR (`10.42.0.0/16`) into its network address and prefix length; host bits
-/// are cleared, as `net.ParseCIDR` does.
-pub fn parse_ipv4_cidr(cidr: &str) -> Option<(u32, u8)> {
-    let (address, prefix) = cidr.trim().split_once('/')?;
-    let address: Ipv4Addr = address.parse().ok()?;
-    let prefix: u8 = prefix.parse().ok()?;
-    if prefix > 32 {
-        return None;
-    }
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    Some((u32::from(address) & mask, prefix))
-}
-
 impl CidrSet {
     pub fn new(cluster_cidr: &str, node_mask_size: u8) -> Result<Self, CidrConfigError> {
-        let (base, cluster_prefix) = parse_ipv4_cidr(cluster_cidr)
-            .ok_or_else(|| CidrConfigError::InvalidClusterCidr(cluster_cidr.to_string()))?;
+        let cluster = Ipv4Cidr::parse(cluster_cidr.trim())
+            .map_err(|_| CidrConfigError::InvalidClusterCidr(cluster_cidr.to_string()))?;
+        let cluster_prefix = cluster.prefix();
         if node_mask_size < cluster_prefix || node_mask_size > 32 {
             return Err(CidrConfigError::InvalidMaskSize {
                 mask: node_mask_size,
@@ -104,8 +87,7 @@ impl CidrSet {
             });
         }
         Ok(CidrSet {
-            base,
-            cluster_prefix,
+            cluster,
             node_prefix: node_mask_size,
             subnets: 1 << (node_mask_size - cluster_prefix),
             used: BTreeSet::new(),
@@ -114,29 +96,28 @@ impl CidrSet {
     }
 
     fn subnet(&self, index: u32) -> String {
-        let shift = 32 - u32::from(self.node_prefix);
-        let network = self.base + index.checked_shl(shift).unwrap_or(0);
-        format!("{}/{}", Ipv4Addr::from(network), self.node_prefix)
+        self.cluster
+            .subnet(self.node_prefix, u64::from(index))
+            .map(|subnet| subnet.to_string())
+            .unwrap_or_default()
     }
 
     /// The index of `cidr` among the subnets, if it is exactly one of them.
     fn index_of(&self, cidr: &str) -> Option<u32> {
-        let (network, prefix) = parse_ipv4_cidr(cidr)?;
-        if prefix != self.node_prefix
-            || cidr.trim() != format!("{}/{prefix}", Ipv4Addr::from(network))
+        let subnet = Ipv4Cidr::parse(cidr.trim()).ok()?;
+        // Host bits set (`10.42.1.7/24`) is not one of our subnets.
+        if subnet.prefix() != self.node_prefix
+            || cidr.trim() != subnet.to_string()
+            || !self.cluster.covers(&subnet)
         {
             return None;
         }
-        let cluster_mask = if self.cluster_prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.cluster_prefix)
-        };
-        if network & cluster_mask != self.base {
-            return None;
-        }
-        let shift = 32 - u32::from(self.node_prefix);
-        Some((network - self.base).checked_shr(shift).unwrap_or(0))
+        let offset = u32::from(subnet.network()) - u32::from(self.cluster.network());
+        Some(
+            offset
+                .checked_shr(32 - u32::from(self.node_prefix))
+                .unwrap_or(0),
+        )
     }
 
     /// Marks `cidr` taken. A subnet outside the cluster CIDR (set by hand) is ignored: it cannot
