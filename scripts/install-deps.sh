@@ -10,6 +10,11 @@ need() { # need <command> <debian package>
 need cc build-essential
 need curl curl
 need pkg-config pkg-config
+# The service proxy and network policies program the kernel through nft; nodes of a test
+# cluster are network namespaces made with ip (iproute2) and entered with nsenter.
+need nft nftables
+need ip iproute2
+need nsenter util-linux
 # libcontainer's seccomp support links libseccomp; the test images are built from the
 # statically linked busybox.
 dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q "install ok installed" || packages+=(libseccomp-dev)
