@@ -8,5 +8,6 @@
 //! - [`dns`]: cluster DNS (hickory) answering `svc.ns.svc.cluster.local` from the API.
 
 pub mod dns;
+pub mod network_policy;
 pub mod pod_network;
 pub mod service_proxy;

@@ -1,0 +1,1 @@
+//! Root tests in network namespaces (to come).
