@@ -16,10 +16,10 @@
 //!
 //! The agent starts it with [`run`] inside the node's network namespace.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 use std::time::Duration;
+
+pub use capstan_api::cidr::Ipv4Cidr;
 
 pub mod nft;
 pub mod render;
@@ -67,79 +67,11 @@ impl ProxyConfig {
         ProxyConfig {
             node_name: node_name.into(),
             node_ips: Vec::new(),
-            cluster_cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 42, 0, 0), 16),
+            cluster_cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 42, 0, 0), 16)
+                .expect("16 is a valid prefix length"),
             masquerade_mark: DEFAULT_MASQUERADE_MARK,
             sync_debounce: Duration::from_millis(5),
             netns: None,
-        }
-    }
-}
-
-/// An IPv4 network, `10.42.0.0/16`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix_len: u8,
-}
-
-impl Ipv4Cidr {
-    /// The network of `addr` with `prefix_len` bits (host bits cleared); lengths over 32 are 32.
-    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Self {
-        let prefix_len = prefix_len.min(32);
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(prefix_len))
-            .unwrap_or(0);
-        Ipv4Cidr {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix_len,
-        }
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-/// Why a CIDR did not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid IPv4 CIDR {0:?}: expected a.b.c.d/len")]
-pub struct InvalidCidr(pub String);
-
-impl FromStr for Ipv4Cidr {
-    type Err = InvalidCidr;
-
-    fn from_str(text: &str) -> Result<Self, InvalidCidr> {
-        let invalid = || InvalidCidr(text.to_string());
-        let (addr, len) = text.split_once('/').ok_or_else(invalid)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| invalid())?;
-        let len: u8 = len.parse().map_err(|_| invalid())?;
-        if len > 32 {
-            return Err(invalid());
-        }
-        Ok(Ipv4Cidr::new(addr, len))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidrs_parse_and_clear_host_bits() {
-        let cases = [
-            ("10.42.0.0/16", Some("10.42.0.0/16")),
-            ("10.42.7.9/16", Some("10.42.0.0/16")),
-            ("0.0.0.0/0", Some("0.0.0.0/0")),
-            ("10.0.0.1/32", Some("10.0.0.1/32")),
-            ("10.0.0.1/33", None),
-            ("10.0.0.1", None),
-            ("fd00::/8", None),
-        ];
-        for (text, expected) in cases {
-            let parsed = text.parse::<Ipv4Cidr>().ok().map(|cidr| cidr.to_string());
-            assert_eq!(parsed.as_deref(), expected, "{text}");
         }
     }
 }
