@@ -8,6 +8,7 @@
 //! - [`dns`]: cluster DNS (hickory) answering `svc.ns.svc.cluster.local` from the API.
 
 pub mod dns;
+pub mod ingress;
 pub mod network_policy;
 pub mod pod_network;
 pub mod service_proxy;
