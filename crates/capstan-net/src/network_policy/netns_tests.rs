@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::tests::{NODE, namespace, pod, policy};
 use super::{PolicyConfig, SyncOutcome, Syncer};
+use super::{build_ruleset, render};
 use crate::service_proxy::nft;
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -324,4 +325,41 @@ fn replies_of_an_allowed_connection_pass_although_both_pods_deny_everything_else
     // Egress alone: without p1's egress allowance the same connection stops at p1.
     node.sync(&mut syncer, &[policies[0].clone(), policies[2].clone()]);
     assert!(!node.reaches(1, 0), "egress isolation of the client");
+}
+
+#[test]
+fn nft_accepts_every_kind_of_rule_the_renderer_writes() {
+    skip_unless_root!();
+    let node = Node::new(0);
+    let (pods, namespaces) = super::tests::cluster();
+    let policies = [
+        policy(
+            "default",
+            "everything",
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {},
+                    {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.42.0.0/16"]}},
+                              {"namespaceSelector": {}}],
+                     "ports": [{"port": "http"}, {"port": 53, "protocol": "UDP"},
+                               {"port": 9000, "endPort": 9100, "protocol": "SCTP"},
+                               {"protocol": "UDP"}]}],
+                "egress": [
+                    {"to": [{"podSelector": {}}], "ports": [{"port": "http"}]},
+                    {"to": [{"ipBlock": {"cidr": "192.168.0.0/16"}}]}]}),
+        ),
+        policy("default", "deny", json!({"podSelector": {}})),
+    ];
+    let ruleset = build_ruleset(NODE, &policies, &pods, &namespaces);
+    assert_eq!(ruleset.pods.len(), 2);
+    let text = render(&ruleset);
+    nft::apply(&text, Some(&node.node)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // Applied twice: the replacement of an existing table works as well.
+    nft::apply(&text, Some(&node.node)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let listed = node.exec(
+        &node.node,
+        &["nft", "list", "table", "inet", "capstan-policy"],
+    );
+    assert!(listed.contains("sctp dport 9000-9100"), "{listed}");
+    super::delete_table(Some(&node.node)).unwrap_or_else(|e| panic!("{e}"));
 }

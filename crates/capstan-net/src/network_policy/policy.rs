@@ -104,7 +104,7 @@ impl AddressSet {
     }
 
     /// `cidr` without the `except` ranges inside it.
-    fn block(cidr: Ipv4Cidr, except: &[Ipv4Cidr]) -> AddressSet {
+    pub(crate) fn block(cidr: Ipv4Cidr, except: &[Ipv4Cidr]) -> AddressSet {
         let mut remaining = AddressSet::default();
         remaining.insert_cidr(cidr);
         for hole in except {
@@ -436,6 +436,9 @@ fn policy_types(policy: &NetworkPolicy) -> (bool, bool) {
     }
 }
 
+/// What a pod receives and sends: `None` while no policy isolates it in that direction.
+type Directions = (Option<Vec<Allowance>>, Option<Vec<Allowance>>);
+
 /// Computes what every isolated pod of `node_name` may receive and send.
 pub fn build_ruleset(
     node_name: &str,
@@ -486,35 +489,62 @@ pub fn build_ruleset(
         })
         .collect();
 
-    let mut ruleset = Ruleset::default();
-    let local = cluster.pods.iter().filter(|pod| {
-        pod.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node_name)
-    });
-    for pod in local {
-        let mut ingress: Option<Vec<Allowance>> = None;
-        let mut egress: Option<Vec<Allowance>> = None;
-        for (policy, selector) in policies.iter().zip(&selectors) {
-            let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
-            if namespace != pod.namespace || !selector.matches(Some(&pod.labels)) {
-                continue;
-            }
-            let (governs_ingress, governs_egress) = policy_types(policy);
-            let spec = policy.spec.as_ref();
-            if governs_ingress {
-                let allowed = ingress.get_or_insert_with(Vec::new);
-                for rule in spec.and_then(|s| s.ingress.as_ref()).into_iter().flatten() {
+    let local: Vec<&PodView<'_>> = cluster
+        .pods
+        .iter()
+        .filter(|pod| pod.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node_name))
+        .collect();
+    // (ingress, egress) of each local pod, in `local`'s order.
+    let mut directions: Vec<Directions> = vec![(None, None); local.len()];
+    for (policy, selector) in policies.iter().zip(&selectors) {
+        let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
+        let selected: Vec<usize> = (0..local.len())
+            .filter(|&i| {
+                local[i].namespace == namespace && selector.matches(Some(&local[i].labels))
+            })
+            .collect();
+        if selected.is_empty() {
+            continue;
+        }
+        // Peers do not depend on the selected pod: computed once per rule, not once per pod.
+        let (governs_ingress, governs_egress) = policy_types(policy);
+        let spec = policy.spec.as_ref();
+        if governs_ingress {
+            let rules: Vec<(Peers, Option<&[NetworkPolicyPort]>)> = spec
+                .and_then(|s| s.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|rule| {
                     let peers = cluster.peers(rule.from.as_deref(), namespace);
-                    allowed.extend(cluster.allowances(peers, rule.ports.as_deref(), Some(pod)));
-                }
-            }
-            if governs_egress {
-                let allowed = egress.get_or_insert_with(Vec::new);
-                for rule in spec.and_then(|s| s.egress.as_ref()).into_iter().flatten() {
-                    let peers = cluster.peers(rule.to.as_deref(), namespace);
-                    allowed.extend(cluster.allowances(peers, rule.ports.as_deref(), None));
+                    (peers, rule.ports.as_deref())
+                })
+                .collect();
+            for &i in &selected {
+                let allowed = directions[i].0.get_or_insert_with(Vec::new);
+                for (peers, ports) in &rules {
+                    // Named ports resolve against each selected pod.
+                    allowed.extend(cluster.allowances(peers.clone(), *ports, Some(local[i])));
                 }
             }
         }
+        if governs_egress {
+            let allowances: Vec<Allowance> = spec
+                .and_then(|s| s.egress.as_ref())
+                .into_iter()
+                .flatten()
+                .flat_map(|rule| {
+                    let peers = cluster.peers(rule.to.as_deref(), namespace);
+                    cluster.allowances(peers, rule.ports.as_deref(), None)
+                })
+                .collect();
+            for &i in &selected {
+                let allowed = directions[i].1.get_or_insert_with(Vec::new);
+                allowed.extend(allowances.iter().cloned());
+            }
+        }
+    }
+    let mut ruleset = Ruleset::default();
+    for (pod, (ingress, egress)) in local.into_iter().zip(directions) {
         if ingress.is_some() || egress.is_some() {
             ruleset.pods.insert(
                 pod.address,

@@ -4,7 +4,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
 
-use super::policy::{Allowance, Peers, Ruleset, build_ruleset};
+use capstan_api::cidr::Ipv4Cidr;
+
+use super::policy::{AddressSet, Allowance, Peers, Ruleset, build_ruleset};
 use super::render::{ingress_chain, render};
 use super::{PolicyConfig, SyncOutcome, Syncer};
 use crate::service_proxy::nft::ApplyError;
@@ -56,7 +58,7 @@ pub(crate) fn policy(namespace: &str, name: &str, spec: Value) -> NetworkPolicy 
 /// | remote           | other (team=b)       | app=client | 10.42.1.5   | node-b | http tcp 9090  |
 /// | stranger         | bare (no object)     | app=client | 10.42.1.6   | node-b |                |
 /// | host, done, new  | default              | app=client | (excluded: hostNetwork, Succeeded, no IP) |
-fn cluster() -> (Vec<Pod>, Vec<Namespace>) {
+pub(crate) fn cluster() -> (Vec<Pod>, Vec<Namespace>) {
     let mut host = pod(
         "default",
         "host",
@@ -499,4 +501,50 @@ fn a_sync_applies_only_rulesets_that_changed_and_again_after_a_failure() {
     assert_eq!(applied.len(), 4);
     assert!(!applied[0].contains("jump"));
     assert!(applied[1].contains("jump ingress-"));
+}
+
+#[test]
+fn address_sets_merge_neighbours_and_cut_out_excepted_blocks() {
+    let cidr = |text: &str| Ipv4Cidr::parse(text).unwrap();
+    let show = |set: &AddressSet| {
+        set.ranges()
+            .map(|(first, last)| format!("{first}-{last}"))
+            .collect::<Vec<_>>()
+    };
+    let cases: Vec<(&str, &str, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "nothing excepted",
+            "10.0.0.0/24",
+            vec![],
+            vec!["10.0.0.0-10.0.0.255"],
+        ),
+        (
+            "the whole space but one block",
+            "0.0.0.0/0",
+            vec!["10.42.0.0/16"],
+            vec!["0.0.0.0-10.41.255.255", "10.43.0.0-255.255.255.255"],
+        ),
+        (
+            "everything excepted",
+            "10.0.0.0/24",
+            vec!["10.0.0.0/16"],
+            vec![],
+        ),
+        (
+            "blocks at both ends",
+            "10.0.0.0/24",
+            vec!["10.0.0.0/25", "10.0.0.255/32"],
+            vec!["10.0.0.128-10.0.0.254"],
+        ),
+    ];
+    for (case, block, except, expected) in cases {
+        let except: Vec<Ipv4Cidr> = except.into_iter().map(cidr).collect();
+        let set = AddressSet::block(cidr(block), &except);
+        assert_eq!(show(&set), expected, "{case}");
+    }
+    let addresses = ["10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.9", "10.0.0.1"];
+    let set = AddressSet::of(addresses.iter().map(|a| a.parse().unwrap()));
+    assert_eq!(show(&set), ["10.0.0.1-10.0.0.3", "10.0.0.9-10.0.0.9"]);
+    assert!(set.contains("10.0.0.2".parse().unwrap()));
+    assert!(!set.contains("10.0.0.4".parse().unwrap()));
 }
