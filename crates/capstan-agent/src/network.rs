@@ -99,10 +99,20 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterNetwork) {
     }
 }
 
-/// What every node serves its pods besides their network: cluster DNS on the cluster DNS
-/// address, which each node holds itself (as NodeLocal DNSCache does), so that lookups never
-/// leave the node.
+/// What every node serves its pods besides their network: the service proxy (Services as
+/// nftables rules), and cluster DNS on the cluster DNS address, which each node holds itself
+/// (as NodeLocal DNSCache does), so that lookups never leave the node.
 async fn start_node_services(shared: &Arc<Shared>, network: &PodNetwork, cluster: &ClusterNetwork) {
+    let mut proxy = capstan_net::service_proxy::ProxyConfig::new(shared.node_name.clone());
+    proxy.node_ips = shared.host_ip.parse().into_iter().collect();
+    proxy.cluster_cidr = cluster.cluster_cidr;
+    proxy.node_local_ips = vec![cluster.dns_address];
+    let client = shared.client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = capstan_net::service_proxy::run(client, proxy).await {
+            tracing::warn!("the service proxy stopped: {e}");
+        }
+    });
     if let Err(e) = network.add_local_address(cluster.dns_address).await {
         tracing::warn!(
             "holding the cluster DNS address {}: {e}",

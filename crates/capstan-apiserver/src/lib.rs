@@ -113,8 +113,10 @@ impl RunningServer {
 }
 
 /// The names and addresses the serving certificate covers.
-fn serving_hosts(listen: &SocketAddr) -> Vec<String> {
+fn serving_hosts(listen: &SocketAddr, service_ip: std::net::Ipv4Addr) -> Vec<String> {
     let mut hosts = vec![
+        // Pods reach the API through the `kubernetes` Service's address.
+        service_ip.to_string(),
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
@@ -179,7 +181,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     std::fs::create_dir_all(&config.data_dir)?;
     let listener = TcpListener::bind(config.listen).await?;
     let bound = listener.local_addr()?;
-    let pki = pki::load_or_create(&config.data_dir.join("tls"), &serving_hosts(&bound))?;
+    let pki = pki::load_or_create(
+        &config.data_dir.join("tls"),
+        &serving_hosts(&bound, config.service_range.api_server_ip()),
+    )?;
     let tls = server::tls_config(&pki)?;
     let token_path = config.data_dir.join("tokens.csv");
     ensure_token_file(&token_path)?;
@@ -223,6 +228,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": bound.port()}]},
     });
     registry.ensure(services, kubernetes).await?;
+    // Its endpoint, which kube-apiserver's endpoint reconciler keeps: the address pods reach
+    // the API on (none when it listens on loopback or on every address).
+    if !bound.ip().is_loopback() && !bound.ip().is_unspecified() && bound.is_ipv4() {
+        let slices = resource::find("discovery.k8s.io", "v1", "endpointslices")
+            .expect("endpointslices are registered");
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [bound.ip().to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": bound.port(), "protocol": "TCP"}],
+        });
+        registry.ensure(slices, slice).await?;
+    }
     // The cluster DNS Service, as k3s's CoreDNS manifest makes it; it has no selector because
     // every node answers on its address itself.
     if let Some(address) = config.cluster_dns {

@@ -58,6 +58,9 @@ pub struct ProxyConfig {
     /// The network namespace (`ip netns` name) the rules go into; `None`: the current one, which
     /// is how the agent runs it.
     pub netns: Option<String>,
+    /// Cluster IPs that this node serves itself (the cluster DNS address, held by every
+    /// node): the proxy leaves them alone.
+    pub node_local_ips: Vec<Ipv4Addr>,
 }
 
 impl ProxyConfig {
@@ -72,6 +75,7 @@ impl ProxyConfig {
             masquerade_mark: DEFAULT_MASQUERADE_MARK,
             sync_debounce: Duration::from_millis(5),
             netns: None,
+            node_local_ips: Vec::new(),
         }
     }
 }

@@ -194,6 +194,10 @@ fn add_service(
     else {
         return;
     };
+    // Served on this node itself (cluster DNS): no DNAT, and no reject for lack of endpoints.
+    if config.node_local_ips.contains(&cluster_ip) {
+        return;
+    }
     ruleset.cluster_ips.insert(cluster_ip);
     let externally_reachable = matches!(service_type, "NodePort" | "LoadBalancer");
     let external_local =
@@ -750,6 +754,16 @@ pub(crate) mod tests {
         );
         assert!(ruleset.chains.is_empty());
         assert!(ruleset.service_ips.is_empty());
+    }
+
+    #[test]
+    fn node_local_cluster_ips_get_no_rules() {
+        let mut config = config();
+        config.node_local_ips = vec![Ipv4Addr::new(10, 43, 0, 10)];
+        let dns = service("kube-dns", "10.43.0.10", "ClusterIP");
+        let ruleset = build_ruleset(&config, &[dns], &[] as &[EndpointSlice]);
+        assert!(ruleset.cluster_ips.is_empty());
+        assert!(ruleset.no_endpoint_services.is_empty());
     }
 
     #[test]
