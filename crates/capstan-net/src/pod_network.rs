@@ -54,8 +54,8 @@ pub enum NetworkError {
     Exhausted(Ipv4Cidr),
     #[error("interface {0} not found")]
     NoLink(String),
-    #[error("nft: {0}")]
-    Nft(String),
+    #[error(transparent)]
+    Nft(#[from] crate::service_proxy::nft::ApplyError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
@@ -117,7 +117,7 @@ impl PodNetwork {
         // Without it, a reply between two pods of one bridge skips conntrack, and a connection
         // to a Service answered by a pod of the same node comes back from the wrong address.
         write_sysctl("net/bridge/bridge-nf-call-iptables", "1")?;
-        apply_nft(&masquerade_rules(&config.cluster_cidr))?;
+        crate::service_proxy::nft::apply(&masquerade_rules(&config.cluster_cidr), None)?;
         let mtu = uplink_mtu(&netlink).await.unwrap_or(1500);
         let ipam = Ipam::open(&config.state_dir.join("ipam"), config.pod_cidr)?;
         Ok(PodNetwork {
@@ -406,30 +406,6 @@ fn masquerade_rules(cluster_cidr: &Ipv4Cidr) -> String {
          \t}}\n\
          }}\n"
     )
-}
-
-fn apply_nft(script: &str) -> Result<(), NetworkError> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(io("running nft (is the nftables package installed?)"))?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(script.as_bytes())
-        .map_err(io("writing to nft"))?;
-    let output = child.wait_with_output().map_err(io("running nft"))?;
-    if !output.status.success() {
-        return Err(NetworkError::Nft(
-            String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        ));
-    }
-    Ok(())
 }
 
 /// Pod addresses of the node's range, leased by pod UID, as the CNI `host-local` plugin keeps
