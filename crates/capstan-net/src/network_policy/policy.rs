@@ -432,7 +432,12 @@ fn policy_types(policy: &NetworkPolicy) -> (bool, bool) {
             types.iter().any(|t| t == "Ingress"),
             types.iter().any(|t| t == "Egress"),
         ),
-        _ => (true, spec.egress.is_some()),
+        // Kubernetes' defaulting: Egress only for a non-empty egress list (`egress: []` alone
+        // does not isolate).
+        _ => (
+            true,
+            spec.egress.as_ref().is_some_and(|rules| !rules.is_empty()),
+        ),
     }
 }
 

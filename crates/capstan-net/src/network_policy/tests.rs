@@ -363,6 +363,17 @@ fn policies_isolate_the_selected_local_pods_and_allow_what_their_rules_say() {
             Some((deny.clone(), strings(&["10.42.0.10|tcp/8080"]))),
         ),
         (
+            "an empty egress list without policyTypes does not isolate egress",
+            vec![policy(
+                "default",
+                "p",
+                json!({
+                "podSelector": {"matchLabels": {"app": "client"}}, "egress": []}),
+            )],
+            None,
+            Some((deny.clone(), None)),
+        ),
+        (
             "egress only, by policyTypes; an empty egress list denies all",
             vec![policy(
                 "default",
