@@ -29,6 +29,9 @@ pub mod routes;
 pub mod tls;
 pub mod watch;
 
+#[cfg(test)]
+mod proxy_tests;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
