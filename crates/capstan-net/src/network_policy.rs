@@ -6,7 +6,7 @@
 //!
 //! - [`policy`] decides, without I/O, what each isolated pod of the node may receive and send
 //!   ([`Ruleset`]);
-//! - [`render`] writes nft's text: a chain on the `forward` hook that lets replies through and
+//! - [`mod@render`] writes nft's text: a chain on the `forward` hook that lets replies through and
 //!   sends packets to and from isolated pods through per-pod chains, sets of allowed peers,
 //!   `drop` at the end;
 //! - [`sync`] watches the API and re-syncs a few milliseconds after a change.

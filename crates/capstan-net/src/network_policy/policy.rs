@@ -190,7 +190,7 @@ pub struct PodPolicy {
     pub egress: Option<Vec<Allowance>>,
 }
 
-/// The policies of this node's isolated pods, by address: what [`super::render`] turns into
+/// The policies of this node's isolated pods, by address: what [`super::render()`] turns into
 /// nft's text. Equal inputs give equal rulesets, so an unchanged one is detected by `==`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
