@@ -60,7 +60,8 @@ pub struct IngressConfig {
     /// Budget for connecting to one upstream endpoint before trying another.
     pub upstream_connect_timeout: Duration,
     /// A client that hasn't completed its TLS handshake or request head within this is
-    /// disconnected.
+    /// disconnected; hyper's header timer also runs while a keep-alive connection waits for
+    /// its next request, so this is the idle keep-alive timeout too.
     pub client_header_timeout: Duration,
 }
 

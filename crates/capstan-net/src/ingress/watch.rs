@@ -261,3 +261,122 @@ impl<K: kube::Resource> Cache<K> {
 fn key<K: kube::Resource>(object: &K) -> (String, String) {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn meta(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        }
+    }
+
+    fn secret(name: &str, type_: &str) -> Secret {
+        Secret {
+            metadata: meta(name),
+            type_: Some(type_.into()),
+            ..Default::default()
+        }
+    }
+
+    fn service(name: &str) -> Service {
+        Service {
+            metadata: meta(name),
+            ..Default::default()
+        }
+    }
+
+    /// Lists every kind empty, as the watchers' first events do.
+    fn listed() -> Caches {
+        let mut caches = Caches::default();
+        let mut certs = None;
+        for change in [
+            Change::Ingress(Box::new(Ok(Event::InitDone))),
+            Change::Class(Box::new(Ok(Event::InitDone))),
+            Change::Service(Box::new(Ok(Event::InitDone))),
+            Change::Slice(Box::new(Ok(Event::InitDone))),
+        ] {
+            assert!(!caches.listed());
+            caches.apply(change, &mut certs);
+        }
+        assert!(!caches.listed(), "secrets still listing");
+        caches.apply(Change::Secret(Box::new(Ok(Event::InitDone))), &mut certs);
+        assert!(caches.listed());
+        caches
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_only_when_done() {
+        let mut cache = Cache::default();
+        assert!(!cache.apply(Event::Init));
+        assert!(!cache.apply(Event::InitApply(service("a"))));
+        assert!(!cache.listed);
+        assert!(cache.apply(Event::InitDone));
+        assert_eq!(cache.objects.len(), 1);
+        cache.apply(Event::Init);
+        cache.apply(Event::InitApply(service("b")));
+        assert_eq!(cache.objects.len(), 1, "a kept until the relist is done");
+        cache.apply(Event::InitDone);
+        assert!(cache.objects.contains_key(&("default".into(), "b".into())));
+        assert!(!cache.objects.contains_key(&("default".into(), "a".into())));
+    }
+
+    #[test]
+    fn only_tls_secrets_are_cached_and_a_secret_that_stops_being_one_leaves() {
+        let mut caches = listed();
+        let mut certs = None;
+        let secret_event = |e| Change::Secret(Box::new(Ok(e)));
+        assert!(!caches.apply(
+            secret_event(Event::Apply(secret("opaque", "Opaque"))),
+            &mut certs
+        ));
+        assert!(caches.apply(
+            secret_event(Event::Apply(secret("cert", TLS_SECRET_TYPE))),
+            &mut certs
+        ));
+        assert_eq!(caches.secrets.objects.len(), 1);
+        assert!(caches.apply(
+            secret_event(Event::Apply(secret("cert", "Opaque"))),
+            &mut certs
+        ));
+        assert!(caches.secrets.objects.is_empty());
+
+        caches.apply(secret_event(Event::Init), &mut certs);
+        caches.apply(
+            secret_event(Event::InitApply(secret("opaque", "Opaque"))),
+            &mut certs,
+        );
+        caches.apply(
+            secret_event(Event::InitApply(secret("cert", TLS_SECRET_TYPE))),
+            &mut certs,
+        );
+        caches.apply(secret_event(Event::InitDone), &mut certs);
+        assert_eq!(
+            caches.secrets.objects.keys().collect::<Vec<_>>(),
+            [&("default".to_owned(), "cert".to_owned())]
+        );
+    }
+
+    #[test]
+    fn certificates_are_reused_until_an_ingress_class_or_secret_changes() {
+        let mut caches = listed();
+        let mut certs = None;
+        let first = caches.build(&mut certs).certs;
+        assert!(caches.apply(
+            Change::Service(Box::new(Ok(Event::Apply(service("s"))))),
+            &mut certs
+        ));
+        let second = caches.build(&mut certs).certs;
+        assert!(Arc::ptr_eq(&first, &second), "endpoint churn reuses them");
+        assert!(caches.apply(
+            Change::Secret(Box::new(Ok(Event::Apply(secret("c", TLS_SECRET_TYPE))))),
+            &mut certs
+        ));
+        let third = caches.build(&mut certs).certs;
+        assert!(!Arc::ptr_eq(&second, &third));
+    }
+}
