@@ -100,7 +100,7 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterNetwork) {
 }
 
 /// What every node serves its pods besides their network: the service proxy (Services as
-/// nftables rules), and cluster DNS on the cluster DNS address, which each node holds itself
+/// nftables rules), network policy enforcement, and cluster DNS on the cluster DNS address, which each node holds itself
 /// (as NodeLocal DNSCache does), so that lookups never leave the node.
 async fn start_node_services(shared: &Arc<Shared>, network: &PodNetwork, cluster: &ClusterNetwork) {
     let mut proxy = capstan_net::service_proxy::ProxyConfig::new(shared.node_name.clone());
@@ -111,6 +111,13 @@ async fn start_node_services(shared: &Arc<Shared>, network: &PodNetwork, cluster
     tokio::spawn(async move {
         if let Err(e) = capstan_net::service_proxy::run(client, proxy).await {
             tracing::warn!("the service proxy stopped: {e}");
+        }
+    });
+    let policies = capstan_net::network_policy::PolicyConfig::new(shared.node_name.clone());
+    let client = shared.client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = capstan_net::network_policy::run(client, policies).await {
+            tracing::warn!("network policy enforcement stopped: {e}");
         }
     });
     if let Err(e) = network.add_local_address(cluster.dns_address).await {
