@@ -31,6 +31,8 @@ pub mod watch;
 
 #[cfg(test)]
 mod proxy_tests;
+#[cfg(test)]
+mod watch_tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -29,7 +29,7 @@ use super::routes::tests::{ingress, service, slice};
 use super::tls::{FALLBACK_COMMON_NAME, TLS_SECRET_TYPE, provider};
 use super::{IngressConfig, IngressServer, SharedSnapshot, Snapshot, serve};
 
-type ClientBody = BoxBody<Bytes, Infallible>;
+pub(super) type ClientBody = BoxBody<Bytes, Infallible>;
 
 fn full(text: &'static str) -> ClientBody {
     Full::new(Bytes::from_static(text.as_bytes())).boxed()
@@ -38,7 +38,7 @@ fn full(text: &'static str) -> ClientBody {
 /// A backend answering `name` with the request's path and forwarding headers echoed as
 /// `seen-*` response headers; POST bodies are echoed as they stream in; `Upgrade: echo`
 /// switches to a byte echo.
-async fn backend(name: &'static str) -> SocketAddr {
+pub(super) async fn backend(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -147,7 +147,7 @@ async fn start(snapshot: Snapshot) -> (IngressServer, SharedSnapshot) {
 }
 
 /// One keep-alive client connection.
-async fn connect(addr: SocketAddr) -> SendRequest<ClientBody> {
+pub(super) async fn connect(addr: SocketAddr) -> SendRequest<ClientBody> {
     let stream = TcpStream::connect(addr).await.unwrap();
     handshake(stream).await
 }
@@ -163,10 +163,10 @@ where
     sender
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: String,
 }
 
 impl Answer {
@@ -188,7 +188,7 @@ async fn send(sender: &mut SendRequest<ClientBody>, request: Request<ClientBody>
     }
 }
 
-async fn get(sender: &mut SendRequest<ClientBody>, host: &str, path: &str) -> Answer {
+pub(super) async fn get(sender: &mut SendRequest<ClientBody>, host: &str, path: &str) -> Answer {
     let request = Request::get(path)
         .header("host", host)
         .body(full(""))
