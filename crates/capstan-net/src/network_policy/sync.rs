@@ -8,13 +8,11 @@ use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
+
+use crate::watch::reflect;
 use tokio::sync::Notify;
 
 use super::policy::{Ruleset, build_ruleset};
@@ -91,13 +89,24 @@ pub fn delete_table(netns: Option<&str>) -> Result<(), ApplyError> {
 pub async fn run(client: kube::Client, config: PolicyConfig) -> Result<(), ApplyError> {
     let changed = Arc::new(Notify::new());
     let mut watches = tokio::task::JoinSet::new();
-    let policies = watch(
+    let policies = reflect(
         &mut watches,
         Api::<NetworkPolicy>::all(client.clone()),
         &changed,
+        "network policy",
     );
-    let pods = watch(&mut watches, Api::<Pod>::all(client.clone()), &changed);
-    let namespaces = watch(&mut watches, Api::<Namespace>::all(client), &changed);
+    let pods = reflect(
+        &mut watches,
+        Api::<Pod>::all(client.clone()),
+        &changed,
+        "network policy",
+    );
+    let namespaces = reflect(
+        &mut watches,
+        Api::<Namespace>::all(client),
+        &changed,
+        "network policy",
+    );
     // All three lists first: policies without their pods would deny what they allow.
     let _ = policies.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;
@@ -139,36 +148,4 @@ pub async fn run(client: kube::Client, config: PolicyConfig) -> Result<(), Apply
         }
         changed.notified().await;
     }
-}
-
-/// Starts a reflector over `api` that wakes `changed` on every event (the service proxy's
-/// helper of the same name, which is private to it).
-fn watch<K>(watches: &mut tokio::task::JoinSet<()>, api: Api<K>, changed: &Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let writer = reflector::store::Writer::<K>::default();
-    let store = writer.as_reader();
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    let changed = Arc::clone(changed);
-    watches.spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => changed.notify_one(),
-                Ok(Event::Init | Event::InitApply(_)) => {}
-                Err(error) => tracing::warn!("network policy watch failed, retrying: {error}"),
-            }
-        }
-    });
-    store
 }

@@ -9,13 +9,11 @@ use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
+
+use crate::watch::reflect;
 use tokio::sync::Notify;
 
 use super::ProxyConfig;
@@ -94,8 +92,18 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ApplyE
 
     let changed = Arc::new(Notify::new());
     let mut watches = tokio::task::JoinSet::new();
-    let services = watch(&mut watches, Api::<Service>::all(client.clone()), &changed);
-    let slices = watch(&mut watches, Api::<EndpointSlice>::all(client), &changed);
+    let services = reflect(
+        &mut watches,
+        Api::<Service>::all(client.clone()),
+        &changed,
+        "service proxy",
+    );
+    let slices = reflect(
+        &mut watches,
+        Api::<EndpointSlice>::all(client),
+        &changed,
+        "service proxy",
+    );
     // Both lists first: a sync with Services but not yet their slices would reject traffic.
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
@@ -133,37 +141,6 @@ pub async fn run(client: kube::Client, config: ProxyConfig) -> Result<(), ApplyE
         }
         changed.notified().await;
     }
-}
-
-/// Starts a reflector over `api` that wakes `changed` on every event.
-fn watch<K>(watches: &mut tokio::task::JoinSet<()>, api: Api<K>, changed: &Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let writer = reflector::store::Writer::<K>::default();
-    let store = writer.as_reader();
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    let changed = Arc::clone(changed);
-    watches.spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => changed.notify_one(),
-                Ok(Event::Init | Event::InitApply(_)) => {}
-                Err(error) => tracing::warn!("service proxy watch failed, retrying: {error}"),
-            }
-        }
-    });
-    store
 }
 
 /// Runs blocking work (nft) off the async workers.
