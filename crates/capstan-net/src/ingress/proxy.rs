@@ -294,12 +294,11 @@ impl Proxy {
         let body = ReplayableBody::new(body);
 
         let endpoints = &backend.endpoints;
-        let mut attempts = vec![first];
-        if endpoints.len() > 1 {
-            attempts.push((first + 1) % endpoints.len());
-        }
-        for (attempt, index) in attempts.iter().enumerate() {
-            let endpoint = endpoints[*index];
+        // A refused or timed-out connection is retried once, on the next endpoint.
+        let retry = (endpoints.len() > 1).then(|| (first + 1) % endpoints.len());
+        for index in [Some(first), retry].into_iter().flatten() {
+            let last = retry.is_none() || retry == Some(index);
+            let endpoint = endpoints[index];
             let Ok(uri) = Uri::try_from(format!("http://{endpoint}{path}")) else {
                 return local(StatusCode::BAD_REQUEST, "400 Bad Request\n");
             };
@@ -307,10 +306,14 @@ impl Proxy {
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
             *upstream.version_mut() = Version::HTTP_11;
-            *upstream.headers_mut() = headers.clone();
+            *upstream.headers_mut() = if last {
+                std::mem::take(&mut headers)
+            } else {
+                headers.clone()
+            };
             match self.client.request(upstream).await {
                 Ok(response) => return respond(response, client_upgrade),
-                Err(e) if e.is_connect() && attempt + 1 < attempts.len() => {
+                Err(e) if e.is_connect() && !last => {
                     tracing::debug!(
                         "ingress upstream {endpoint} of {}/{}: {e}; trying another",
                         backend.namespace,
