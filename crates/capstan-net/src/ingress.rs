@@ -89,10 +89,10 @@ pub enum IngressError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// Making the self-signed fallback certificate failed; a bug or a broken crypto provider,
-    /// retrying won't help.
-    #[error("making the fallback certificate: {0}")]
-    FallbackCertificate(String),
+    /// Making the self-signed fallback certificate or the TLS configuration failed; a bug or
+    /// a broken crypto provider, retrying won't help.
+    #[error("setting up TLS: {0}")]
+    Tls(String),
 }
 
 /// Everything a request needs: the routes and the certificates of one moment.

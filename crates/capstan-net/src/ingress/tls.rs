@@ -128,7 +128,7 @@ pub fn certified_key_from_pem(
 
 /// A self-signed certificate for unknown server names, made fresh at each start.
 pub fn fallback_certificate() -> Result<Arc<CertifiedKey>, IngressError> {
-    let err = |e: rcgen::Error| IngressError::FallbackCertificate(e.to_string());
+    let err = |e: rcgen::Error| IngressError::Tls(e.to_string());
     let mut params =
         rcgen::CertificateParams::new(vec!["ingress.local".to_owned()]).map_err(err)?;
     params
@@ -144,7 +144,7 @@ pub fn fallback_certificate() -> Result<Arc<CertifiedKey>, IngressError> {
         PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
         &provider(),
     )
-    .map_err(|e| IngressError::FallbackCertificate(e.to_string()))?;
+    .map_err(|e| IngressError::Tls(e.to_string()))?;
     Ok(Arc::new(certified))
 }
 
@@ -171,7 +171,7 @@ pub(crate) fn server_config(
 ) -> Result<Arc<rustls::ServerConfig>, IngressError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| IngressError::FallbackCertificate(e.to_string()))?
+        .map_err(|e| IngressError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { snapshot, fallback }));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

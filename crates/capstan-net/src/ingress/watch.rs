@@ -42,8 +42,8 @@ pub async fn run(client: Client, config: IngressConfig) -> Result<(), IngressErr
 }
 
 /// Watches the five kinds and stores a new snapshot in `snapshot` after each change
-/// (debounced by [`DEBOUNCE`]). Nothing is stored before every initial list is complete, so
-/// a half-listed cluster never answers 404 or 503 for routes that exist.
+/// (debounced by [`DEBOUNCE`]). Nothing is stored before every initial list is complete:
+/// the proxy never serves a half-listed cluster (it answers 404 until the first snapshot).
 pub async fn watch(client: Client, snapshot: SharedSnapshot) {
     let secret_selector = tls_secret_selector(&client).await;
     let config = watcher::Config::default;
