@@ -19,7 +19,8 @@ spec:
   containers:
   - name: web
     image: capstan.test/busybox:1
-    command: [sh, -c, 'echo {text} > /tmp/index.html; exec httpd -f -v -p 8080 -h /tmp']
+    # Every path answers the text (as the 404 page), so that ingress paths need no files.
+    command: [sh, -c, 'echo {text} > /tmp/index.html; echo E404:/tmp/index.html > /tmp/httpd.conf; exec httpd -f -v -p 8080 -h /tmp -c /tmp/httpd.conf']
     ports: [{{name: http, containerPort: 8080}}]
     readinessProbe:
       tcpSocket: {{port: 8080}}

@@ -100,7 +100,7 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterNetwork) {
 }
 
 /// What every node serves its pods besides their network: the service proxy (Services as
-/// nftables rules), network policy enforcement, and cluster DNS on the cluster DNS address, which each node holds itself
+/// nftables rules), the ingress proxy, network policy enforcement, and cluster DNS on the cluster DNS address, which each node holds itself
 /// (as NodeLocal DNSCache does), so that lookups never leave the node.
 async fn start_node_services(shared: &Arc<Shared>, network: &PodNetwork, cluster: &ClusterNetwork) {
     let mut proxy = capstan_net::service_proxy::ProxyConfig::new(shared.node_name.clone());
@@ -113,6 +113,20 @@ async fn start_node_services(shared: &Arc<Shared>, network: &PodNetwork, cluster
             tracing::warn!("the service proxy stopped: {e}");
         }
     });
+    // The ingress proxy answers on the node's address, ports 80 and 443.
+    if let Ok(node_ip) = shared.host_ip.parse::<std::net::IpAddr>() {
+        let ingress = capstan_net::ingress::IngressConfig {
+            http: (node_ip, 80).into(),
+            https: (node_ip, 443).into(),
+            ..Default::default()
+        };
+        let client = shared.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = capstan_net::ingress::run(client, ingress).await {
+                tracing::warn!("the ingress proxy stopped: {e}");
+            }
+        });
+    }
     let policies = capstan_net::network_policy::PolicyConfig::new(shared.node_name.clone());
     let client = shared.client.clone();
     tokio::spawn(async move {
