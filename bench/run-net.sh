@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Network throughput on this machine (issue 6): pod to pod across two nodes, and pod to a
-# Service (cluster IP, DNAT by the service proxy's nftables rules), each against a plain veth
-# pair between two network namespaces measured in the same round.
+# Service (cluster IP, DNAT by the service proxy's nftables rules), each against two baselines
+# measured in the same round: a plain veth pair between two network namespaces, and the nodes'
+# own path (node-1 to node-2 over the cluster's wire, without the pod network).
 #
 # A two-node cluster is started with `capstan cluster up` (release build); iperf3 from the
 # host runs inside the pods' network namespaces (nsenter), so the data path is the pods' own:
@@ -80,6 +81,10 @@ ip -n "$name-a" link set eth0 up
 ip -n "$name-b" link set eth0 up
 
 ip netns exec "$name-b" iperf3 -s -D >/dev/null
+# The nodes' own path: node-1 to node-2 over the cluster's wire, no pod network on it.
+node1_ns=/run/netns/capstan-$name-node-1
+node2_ns=/run/netns/capstan-$name-node-2
+nsenter --net="$node2_ns" iperf3 -s -D -B 172.30.0.12 >/dev/null
 sleep 0.5
 
 # Gbit/s of one iperf3 run of the client command given.
@@ -98,7 +103,8 @@ for round in 1 2 3; do
     sleep 0.3
     pod_to_service=$(gbits nsenter --net="$client_ns" iperf3 -c "$service_ip" | tail -1)
     veth=$(gbits ip netns exec "$name-a" iperf3 -c 192.168.77.2 | tail -1)
-    line="{\"round\":$round,\"veth_gbps\":$veth,\"pod_to_pod_gbps\":$pod_to_pod,\"pod_to_service_gbps\":$pod_to_service}"
+    node_to_node=$(gbits nsenter --net="$node1_ns" iperf3 -c 172.30.0.12 | tail -1)
+    line="{\"round\":$round,\"veth_gbps\":$veth,\"node_to_node_gbps\":$node_to_node,\"pod_to_pod_gbps\":$pod_to_pod,\"pod_to_service_gbps\":$pod_to_service}"
     echo "$line"
     results+=("$line")
 done
@@ -106,10 +112,12 @@ done
 printf '%s\n' "${results[@]}" | python3 -c '
 import json, statistics, sys
 rows = [json.loads(l) for l in sys.stdin]
-med = {k: statistics.median(r[k] for r in rows) for k in ("veth_gbps", "pod_to_pod_gbps", "pod_to_service_gbps")}
+med = {k: statistics.median(r[k] for r in rows) for k in ("veth_gbps", "node_to_node_gbps", "pod_to_pod_gbps", "pod_to_service_gbps")}
 ratios = {
     "pod_to_pod_vs_veth": statistics.median(r["pod_to_pod_gbps"] / r["veth_gbps"] for r in rows),
     "pod_to_service_vs_veth": statistics.median(r["pod_to_service_gbps"] / r["veth_gbps"] for r in rows),
+    "pod_to_pod_vs_node_to_node": statistics.median(r["pod_to_pod_gbps"] / r["node_to_node_gbps"] for r in rows),
+    "pod_to_service_vs_node_to_node": statistics.median(r["pod_to_service_gbps"] / r["node_to_node_gbps"] for r in rows),
 }
 print(json.dumps({"median": med, "median_ratio_in_round": {k: round(v, 3) for k, v in ratios.items()}}))
 '
