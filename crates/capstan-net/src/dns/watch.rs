@@ -1,7 +1,7 @@
 //! Keeps the records in step with the API: watches Services and EndpointSlices in all
 //! namespaces and swaps in a freshly built [`Records`] after every burst of changes.
 
-use std::collections::HashMap;
+use crate::watch::Cache;
 use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 use super::records::Records;
 use super::server::serve;
@@ -104,56 +104,6 @@ pub async fn watch(client: Client, domain: Name, records: SharedRecords) {
 enum Change {
     Service(Box<Result<Event<Service>, watcher::Error>>),
     Slice(Box<Result<Event<EndpointSlice>, watcher::Error>>),
-}
-
-/// The objects of one kind by namespace and name, replaced whole by each (re)list.
-struct Cache<K> {
-    objects: HashMap<(String, String), K>,
-    relisting: Option<HashMap<(String, String), K>>,
-    listed: bool,
-}
-
-impl<K> Default for Cache<K> {
-    fn default() -> Self {
-        Self {
-            objects: HashMap::new(),
-            relisting: None,
-            listed: false,
-        }
-    }
-}
-
-impl<K: kube::Resource> Cache<K> {
-    /// Applies one watch event; whether the records need a rebuild.
-    fn apply(&mut self, event: Event<K>) -> bool {
-        match event {
-            Event::Init => {
-                self.relisting = Some(HashMap::new());
-                false
-            }
-            Event::InitApply(object) => {
-                let key = key(&object);
-                self.relisting
-                    .get_or_insert_with(HashMap::new)
-                    .insert(key, object);
-                false
-            }
-            Event::InitDone => {
-                self.objects = self.relisting.take().unwrap_or_default();
-                self.listed = true;
-                true
-            }
-            Event::Apply(object) => {
-                self.objects.insert(key(&object), object);
-                true
-            }
-            Event::Delete(object) => self.objects.remove(&key(&object)).is_some(),
-        }
-    }
-}
-
-fn key<K: kube::Resource>(object: &K) -> (String, String) {
-    (object.namespace().unwrap_or_default(), object.name_any())
 }
 
 #[cfg(test)]

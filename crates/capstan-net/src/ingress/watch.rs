@@ -2,7 +2,7 @@
 //! EndpointSlices and TLS Secrets in all namespaces and swaps in a new [`Snapshot`] after
 //! every burst of changes.
 
-use std::collections::HashMap;
+use crate::watch::Cache;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::ListParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 use super::proxy::serve;
 use super::routes::{RouteTable, select_ingresses};
@@ -210,56 +210,6 @@ fn keep_tls_secrets(event: Event<Secret>) -> Option<Event<Secret>> {
         Event::InitApply(secret) if !is_tls(&secret) => None,
         other => Some(other),
     }
-}
-
-/// The objects of one kind by namespace and name, replaced whole by each (re)list.
-struct Cache<K> {
-    objects: HashMap<(String, String), K>,
-    relisting: Option<HashMap<(String, String), K>>,
-    listed: bool,
-}
-
-impl<K> Default for Cache<K> {
-    fn default() -> Self {
-        Self {
-            objects: HashMap::new(),
-            relisting: None,
-            listed: false,
-        }
-    }
-}
-
-impl<K: kube::Resource> Cache<K> {
-    /// Applies one watch event; whether the snapshot needs a rebuild.
-    fn apply(&mut self, event: Event<K>) -> bool {
-        match event {
-            Event::Init => {
-                self.relisting = Some(HashMap::new());
-                false
-            }
-            Event::InitApply(object) => {
-                let key = key(&object);
-                self.relisting
-                    .get_or_insert_with(HashMap::new)
-                    .insert(key, object);
-                false
-            }
-            Event::InitDone => {
-                self.objects = self.relisting.take().unwrap_or_default();
-                self.listed = true;
-                true
-            }
-            Event::Apply(object) => {
-                self.objects.insert(key(&object), object);
-                true
-            }
-            Event::Delete(object) => self.objects.remove(&key(&object)).is_some(),
-        }
-    }
-}
-
-fn key<K: kube::Resource>(object: &K) -> (String, String) {
-    (object.namespace().unwrap_or_default(), object.name_any())
 }
 
 #[cfg(test)]
