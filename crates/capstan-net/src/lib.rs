@@ -13,6 +13,8 @@
 
 pub mod dns;
 pub mod ingress;
+#[cfg(test)]
+mod netns_testing;
 pub mod network_policy;
 pub mod pod_network;
 pub mod service_proxy;

@@ -9,15 +9,14 @@
 //! As on a real node, `net.bridge.bridge-nf-call-iptables=1` sends the bridged packets between
 //! pods through the `forward` hook where the rules live.
 //!
-//! The namespace plumbing is a minimal copy of the service proxy's (its helpers are private to
-//! `service_proxy::netns_tests`). The tests need root (and `nft`, `ip`, `/bin/busybox`);
+//! The command helpers are `crate::netns_testing`'s. The tests need root (and `nft`, `ip`, `/bin/busybox`);
 //! without them they print why and pass. Every namespace and process is removed by a guard,
 //! also when an assertion fails.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::netns_testing::{BUSYBOX, ip, run, skip_unless_root};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
@@ -26,64 +25,6 @@ use super::tests::{NODE, namespace, pod, policy};
 use super::{PolicyConfig, SyncOutcome, Syncer};
 use super::{build_ruleset, render};
 use crate::service_proxy::nft;
-
-const BUSYBOX: &str = "/bin/busybox";
-
-/// Runs a command, panicking with its stderr if it fails.
-fn run(args: &[&str]) -> String {
-    let output = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Why these tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        return Some("needs root".into());
-    }
-    for tool in ["nft", "ip"] {
-        let found = Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!("needs {tool}"));
-        }
-    }
-    if !Path::new(BUSYBOX).exists() {
-        return Some(format!("needs {BUSYBOX}"));
-    }
-    None
-}
-
-macro_rules! skip_unless_root {
-    () => {
-        if let Some(reason) = missing_prerequisite() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
-}
-
-fn ip(netns: &str, command: &str) {
-    let mut args = vec!["ip", "-n", netns];
-    args.extend(command.split(' '));
-    run(&args);
-}
 
 /// The namespaces of one test, torn down on drop.
 struct Node {

@@ -21,68 +21,17 @@
 //! Every namespace, process and file is removed by a guard, also when an assertion fails.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::netns_testing::{BUSYBOX, ip, run, skip_unless_root};
 use k8s_openapi::api::core::v1::{Service, SessionAffinityConfig};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::rules::tests::{Ep, service, slice};
 use super::{ProxyConfig, SyncOutcome, Syncer, nft};
 
-const BUSYBOX: &str = "/bin/busybox";
 const NODE_ADDRESS: &str = "192.168.200.1";
-
-/// Runs a command, panicking with its stderr if it fails.
-fn run(args: &[&str]) -> String {
-    let output = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Why these tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        return Some("needs root".into());
-    }
-    for tool in ["nft", "ip"] {
-        let found = Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!("needs {tool}"));
-        }
-    }
-    if !Path::new(BUSYBOX).exists() {
-        return Some(format!("needs {BUSYBOX}"));
-    }
-    None
-}
-
-macro_rules! skip_unless_root {
-    () => {
-        if let Some(reason) = missing_prerequisite() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
-}
 
 /// The namespaces of one test, torn down on drop.
 struct Node {
@@ -259,12 +208,6 @@ impl Drop for Node {
                 .status();
         }
     }
-}
-
-fn ip(netns: &str, command: &str) {
-    let mut args = vec!["ip", "-n", netns];
-    args.extend(command.split(' '));
-    run(&args);
 }
 
 fn backend_address(i: usize) -> String {
