@@ -180,59 +180,9 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Containers outlive their agent by design: stop them and their shims, then unmount.
-        for entry in std::fs::read_dir(self.dir.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(state) = std::fs::read(entry.path().join("state.json"))
-                && let Ok(state) = serde_json::from_slice::<Value>(&state)
-            {
-                for key in ["pid", "shim_pid"] {
-                    if let Some(pid) = state[key].as_i64() {
-                        let _ = Command::new("kill")
-                            .args(["-9", &pid.to_string()])
-                            .stderr(Stdio::null())
-                            .status();
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.to_string_lossy().to_string();
-        let mut mounts: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in mounts {
-            let _ = Command::new("umount").args(["-l", mount]).status();
-        }
-        // The agent removes a pod's cgroups when it deletes the pod; pods still there when
-        // the benchmark stops (or fails) leave theirs behind unless removed here.
-        for pod in std::fs::read_dir(self.dir.join("pods"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let relative = format!("capstan/pod{}", pod.file_name().to_string_lossy());
-            for root in std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let dir = root.path().join(&relative);
-                if dir.is_dir() {
-                    let _ = Command::new("find")
-                        .arg(&dir)
-                        .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                        .status();
-                }
-            }
-        }
+        // Containers outlive their agent by design: stop them and their shims, unmount, and
+        // remove the cgroups of pods still there when the benchmark stops (or fails).
+        capstan_agent::cleanup::remove_node_leftovers(&self.dir);
     }
 }
 
