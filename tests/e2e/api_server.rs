@@ -166,7 +166,7 @@ fn create_then_get_in_every_output_format() {
     assert_eq!(rows[1][4], "80/TCP");
     assert!(
         rows[1][2].starts_with("10."),
-        "a cluster IP from 10.96.0.0/12: {:?}",
+        "a cluster IP from 10.43.0.0/16: {:?}",
         rows[1]
     );
     let kubernetes = cluster.kubectl(&[
@@ -176,7 +176,7 @@ fn create_then_get_in_every_output_format() {
         "-o",
         "jsonpath={.spec.clusterIP}",
     ]);
-    assert_eq!(kubernetes, "10.96.0.1");
+    assert_eq!(kubernetes, "10.43.0.1");
 
     let yaml = cluster.kubectl(&["get", "deployment", "web", "-o", "yaml"]);
     for expected in [
