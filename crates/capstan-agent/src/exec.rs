@@ -306,6 +306,18 @@ async fn run<S>(
         ))
         .await;
     close(&mut sink).await;
+    // The closing handshake: wait (briefly) for the client's own Close before the connection
+    // is dropped. Dropping it with the client's last frames unread makes the kernel answer
+    // with a reset, which can overtake the status and the Close on their way to kubectl
+    // (seen as "close 1006 (abnormal closure)" and a lost exit code).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     if let Some(size_file) = size_file {
         let _ = std::fs::remove_file(size_file);
     }
