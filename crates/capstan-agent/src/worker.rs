@@ -597,8 +597,10 @@ impl PodWorker {
                 format!("Failed to create pod sandbox: {e}"),
             )
         };
+        let started = std::time::Instant::now();
         let namespaces = capstan_runtime::sandbox::create(&self.dir, &hostname, host_network)
             .map_err(|e| sandbox_failed(e.to_string()))?;
+        let namespaces_made = started.elapsed();
         let ip = match (&namespaces.network, &self.shared.pod_network) {
             (None, _) => Some(self.shared.host_ip.clone()),
             (Some(_), None) => None,
@@ -613,6 +615,11 @@ impl PodWorker {
                 Some(ip.to_string())
             }
         };
+        tracing::debug!(
+            "sandbox of pod {}: namespaces in {namespaces_made:?}, network in {:?}",
+            self.uid,
+            started.elapsed() - namespaces_made
+        );
         let mut hosts = String::from(
             "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
         );
