@@ -666,3 +666,82 @@ spec:
         "{stderr}"
     );
 }
+
+#[test]
+fn container_logs_rotate_and_the_agent_reports_stats_from_cgroups() {
+    let cluster = Cluster::start_with_node();
+    // Over 10 MiB of log lines (kubelet's containerLogMaxSize), 12,000 lines of 999 bytes:
+    // the file rotates.
+    cluster.kubectl(&[
+        "run",
+        "chatty",
+        "--image=capstan.test/busybox:1",
+        "--",
+        "sh",
+        "-c",
+        "head -c 11988000 /dev/zero | tr '\\0' a | fold -w 999; echo; echo last-line; exec sleep 3600",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(60), || cluster
+            .kubectl_output(&["logs", "chatty", "--tail", "1"])
+            .stdout
+            == b"last-line\n"),
+        "the last line never showed: {:?} {:?}",
+        String::from_utf8_lossy(
+            &cluster
+                .kubectl_output(&["logs", "chatty", "--tail", "2"])
+                .stdout
+        ),
+        cluster.kubectl(&["get", "pod", "chatty", "-o", "jsonpath={.status}"])
+    );
+    let uid = cluster.pod_field("chatty", "{.metadata.uid}");
+    let logs = cluster
+        .data_dir()
+        .join(format!("agent/pods/{uid}/logs/chatty"));
+    let rotated = std::fs::metadata(logs.join("0.log.1")).expect("a rotated log file");
+    let current = std::fs::metadata(logs.join("0.log")).unwrap();
+    assert!(
+        rotated.len() >= 10 << 20,
+        "rotated at {} bytes",
+        rotated.len()
+    );
+    assert!(
+        current.len() < 10 << 20,
+        "the current file is {} bytes",
+        current.len()
+    );
+
+    // The agent's stats endpoint (kubelet's /stats/summary) reports the pod's usage read from
+    // its cgroups; it takes a client certificate of the cluster's CA.
+    let port = cluster.kubectl(&[
+        "get",
+        "node",
+        "e2e-node",
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ]);
+    let tls = cluster.data_dir().join("tls");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(tls.join("ca.crt"))
+        .arg("--cert")
+        .arg(tls.join("admin.crt"))
+        .arg("--key")
+        .arg(tls.join("admin.key"))
+        .arg(format!("https://127.0.0.1:{port}/stats/summary"))
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let pod = summary["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["podRef"]["name"] == "chatty")
+        .unwrap_or_else(|| panic!("no stats for chatty: {summary}"));
+    assert!(
+        pod["memory"]["workingSetBytes"].as_u64().unwrap_or(0) > 0,
+        "{pod}"
+    );
+    assert_eq!(summary["node"]["nodeName"], "e2e-node");
+}
