@@ -65,3 +65,57 @@ pub fn ip(netns: &str, command: &str) {
     args.extend(command.split(' '));
     run(&args);
 }
+
+/// A name unique on this machine for one test's namespaces: `<prefix>-<pid, counter, time>`.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}-{:x}{:x}{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos()
+    )
+}
+
+/// Runs `args` inside the network namespace `netns`, panicking if it fails.
+pub fn exec(netns: &str, args: &[&str]) -> String {
+    let mut command = vec!["ip", "netns", "exec", netns];
+    command.extend_from_slice(args);
+    run(&command)
+}
+
+/// GETs `url` from `netns` within `seconds`: the body, or wget's complaint. (busybox 1.35's
+/// `wget -T` crashes, hence coreutils' `timeout`.)
+pub fn wget(netns: &str, url: &str, seconds: u32) -> Result<String, String> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", netns, "timeout", &seconds.to_string()])
+        .args([BUSYBOX, "wget", "-q", "-O", "-", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("busybox wget");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// What a test's Drop guard does: stops its servers, then deletes its namespaces.
+pub fn tear_down<'a>(
+    servers: &mut [std::process::Child],
+    namespaces: impl IntoIterator<Item = &'a String>,
+) {
+    for server in servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    for netns in namespaces {
+        let _ = Command::new("ip")
+            .args(["netns", "del", netns])
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -16,7 +16,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns_testing::{BUSYBOX, ip, run, skip_unless_root};
+use crate::netns_testing::{
+    BUSYBOX, exec, ip, run, skip_unless_root, tear_down, unique_name, wget,
+};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
@@ -37,17 +39,7 @@ struct Node {
 impl Node {
     /// A node with `pods` pod namespaces; pod i is 10.42.0.1<i> and serves "p<i>" on :8080.
     fn new(pods: usize) -> Node {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let unique = format!(
-            "{:x}{:x}{:x}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .subsec_nanos()
-        );
-        let prefix = format!("capstan-np-{unique}");
+        let prefix = unique_name("capstan-np");
         let mut this = Node {
             node: format!("{prefix}-node"),
             pods: Vec::new(),
@@ -56,8 +48,8 @@ impl Node {
         };
         run(&["ip", "netns", "add", &this.node]);
         let node = this.node.clone();
-        this.exec(&node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        this.exec(
+        exec(&node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        exec(
             &node,
             &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
         );
@@ -111,26 +103,9 @@ impl Node {
         this
     }
 
-    fn exec(&self, netns: &str, args: &[&str]) -> String {
-        let mut command = vec!["ip", "netns", "exec", netns];
-        command.extend_from_slice(args);
-        run(&command)
-    }
-
     /// GETs pod `to`'s page from `netns` within `seconds`: the body, or wget's complaint.
     fn fetch(&self, netns: &str, to: usize, seconds: u32) -> Result<String, String> {
-        let url = format!("http://{}:8080/", address(to));
-        let output = Command::new("ip")
-            .args(["netns", "exec", netns, "timeout", &seconds.to_string()])
-            .args([BUSYBOX, "wget", "-q", "-O", "-", &url])
-            .stdin(Stdio::null())
-            .output()
-            .expect("busybox wget");
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+        wget(netns, &format!("http://{}:8080/", address(to)), seconds)
     }
 
     /// Whether pod `from` gets pod `to`'s page (a blocked attempt costs a second).
@@ -163,16 +138,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for server in &mut self.servers {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-        for netns in self.pods.iter().chain([&self.node]) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", netns])
-                .stderr(Stdio::null())
-                .status();
-        }
+        tear_down(&mut self.servers, self.pods.iter().chain([&self.node]));
     }
 }
 
@@ -297,7 +263,7 @@ fn nft_accepts_every_kind_of_rule_the_renderer_writes() {
     nft::apply(&text, Some(&node.node)).unwrap_or_else(|e| panic!("{e}\n{text}"));
     // Applied twice: the replacement of an existing table works as well.
     nft::apply(&text, Some(&node.node)).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let listed = node.exec(
+    let listed = exec(
         &node.node,
         &["nft", "list", "table", "inet", "capstan-policy"],
     );

@@ -24,7 +24,9 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns_testing::{BUSYBOX, ip, run, skip_unless_root};
+use crate::netns_testing::{
+    BUSYBOX, exec, ip, run, skip_unless_root, tear_down, unique_name, wget,
+};
 use k8s_openapi::api::core::v1::{Service, SessionAffinityConfig};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -45,17 +47,7 @@ struct Node {
 impl Node {
     /// A node with `backends` backend namespaces, each serving "b<i>" on 10.42.0.1<i>:8080.
     fn new(backends: usize) -> Node {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let unique = format!(
-            "{:x}{:x}{:x}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .subsec_nanos()
-        );
-        let prefix = format!("capstan-t-{unique}");
+        let prefix = unique_name("capstan-t");
         let files = tempfile::tempdir().expect("temporary directory");
         let mut this = Node {
             node: format!("{prefix}-node"),
@@ -69,9 +61,9 @@ impl Node {
         run(&["ip", "netns", "add", &this.client]);
         let node = this.node.clone();
         let n = node.as_str();
-        this.exec(n, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        exec(n, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         // What the pod network must provide (see the module comment).
-        this.exec(
+        exec(
             n,
             &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
         );
@@ -146,27 +138,9 @@ impl Node {
         this
     }
 
-    fn exec(&self, netns: &str, args: &[&str]) -> String {
-        let mut command = vec!["ip", "netns", "exec", netns];
-        command.extend_from_slice(args);
-        run(&command)
-    }
-
-    /// GETs `url` from `netns` with a 2 s timeout: the body, or wget's complaint. (busybox
-    /// 1.35's `wget -T` crashes, hence coreutils' `timeout`.)
+    /// GETs `url` from `netns` with a 2 s timeout: the body, or wget's complaint.
     fn fetch(&self, netns: &str, url: &str) -> Result<String, String> {
-        let output = Command::new("ip")
-            .args([
-                "netns", "exec", netns, "timeout", "2", BUSYBOX, "wget", "-q", "-O", "-", url,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("busybox wget");
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+        wget(netns, url, 2)
     }
 
     /// The backends that answered `attempts` GETs of `url` from the client.
@@ -197,16 +171,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for server in &mut self.servers {
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-        for netns in self.backends.iter().chain([&self.client, &self.node]) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", netns])
-                .stderr(Stdio::null())
-                .status();
-        }
+        tear_down(
+            &mut self.servers,
+            self.backends.iter().chain([&self.client, &self.node]),
+        );
     }
 }
 
@@ -466,7 +434,7 @@ fn every_kind_of_service_applies_and_updates_cleanly_in_the_kernel() {
             .unwrap_or_else(|e| panic!("step {i}: {e}"));
         assert_eq!(outcome, expected, "step {i}");
     }
-    let listed = node.exec(&node.node, &["nft", "list", "table", "ip", "capstan-proxy"]);
+    let listed = exec(&node.node, &["nft", "list", "table", "ip", "capstan-proxy"]);
     assert!(listed.contains("timeout 1m"), "{listed}");
     assert!(listed.contains("sctp"), "{listed}");
     assert!(
@@ -479,7 +447,7 @@ fn every_kind_of_service_applies_and_updates_cleanly_in_the_kernel() {
             nft::apply(text, Some(&node.node))
         })
         .unwrap_or_else(|e| panic!("{e}"));
-    let listed = node.exec(&node.node, &["nft", "list", "table", "ip", "capstan-proxy"]);
+    let listed = exec(&node.node, &["nft", "list", "table", "ip", "capstan-proxy"]);
     // Only the fixed chains, sets and maps are left.
     let objects: BTreeSet<&str> = listed
         .lines()
@@ -515,7 +483,7 @@ fn every_kind_of_service_applies_and_updates_cleanly_in_the_kernel() {
     ];
     assert_eq!(objects, fixed.into_iter().collect(), "{listed}");
     nft::delete_table(Some(&node.node)).unwrap_or_else(|e| panic!("{e}"));
-    let tables = node.exec(&node.node, &["nft", "list", "tables"]);
+    let tables = exec(&node.node, &["nft", "list", "tables"]);
     assert_eq!(tables.trim(), "");
 }
 
@@ -674,7 +642,7 @@ async fn the_run_loop_stops_sending_to_an_endpoint_within_milliseconds_of_it_tur
     api.modify(SLICES, json(&web_slice(&[ready(0), not_ready(1)])));
     let pick = super::rules::pick_map_name("service", "default/web/tcp/http");
     loop {
-        let listed = node.exec(
+        let listed = exec(
             &node.node,
             &["nft", "list", "map", "ip", "capstan-proxy", &pick],
         );
