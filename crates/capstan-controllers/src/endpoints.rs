@@ -20,7 +20,8 @@ use kube::runtime::reflector::Store;
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 use crate::service_backends::{
-    Backend, LABEL_HEADLESS, PodServices, ResolvedPort, backends, is_headless, is_managed,
+    Backend, LABEL_HEADLESS, ResolvedPort, backends, is_headless, is_managed,
+    watch_services_and_pods,
 };
 
 /// The events' `source.component`, as Kubernetes names the controller.
@@ -213,12 +214,6 @@ impl<A: Actions> Reconciler for EndpointsController<A> {
     }
 }
 
-/// Event handler for Services: every change re-syncs the Service (a deleted one takes its
-/// Endpoints along).
-pub fn service_changed(change: Change<'_, Service>, queue: &WorkQueue<ObjectKey>) {
-    queue.add(ObjectKey::of(change.object()));
-}
-
 /// Event handler for Endpoints: only a deletion re-syncs the Service of that name (its
 /// Endpoints come back), as in Kubernetes. Endpoints written by others are not watched for:
 /// Endpoints created before their Service must not be deleted as leftovers.
@@ -256,20 +251,7 @@ pub async fn run(client: kube::Client, workers: usize) {
 
     let all = watcher::Config::default();
     let queue = WorkQueue::new();
-    let (services, service_watch) = {
-        let queue = queue.clone();
-        watch_into_store(Api::<Service>::all(client.clone()), all.clone(), move |c| {
-            service_changed(c, &queue)
-        })
-    };
-    let (pods, pod_watch) = {
-        let queue = queue.clone();
-        let services = services.clone();
-        let mut handler = PodServices::default();
-        watch_into_store(Api::<Pod>::all(client.clone()), all.clone(), move |c| {
-            handler.pod_changed(c, &services, &queue)
-        })
-    };
+    let (services, pods, [service_watch, pod_watch]) = watch_services_and_pods(&client, &queue);
     let (endpoints, endpoints_watch) = {
         let queue = queue.clone();
         watch_into_store(Api::<Endpoints>::all(client.clone()), all, move |c| {

@@ -25,8 +25,8 @@ use crate::actions::{ActionError, Actions};
 use crate::ownership::controller_ref;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 use crate::service_backends::{
-    Backend, LABEL_HEADLESS, LABEL_SERVICE_NAME, PodServices, ResolvedPort, backends, is_headless,
-    is_managed,
+    Backend, LABEL_HEADLESS, LABEL_SERVICE_NAME, ResolvedPort, backends, is_headless, is_managed,
+    watch_services_and_pods,
 };
 
 /// The label naming the controller that manages a slice (`discovery.LabelManagedBy`).
@@ -498,11 +498,6 @@ impl<A: Actions> Reconciler for EndpointSliceController<A> {
     }
 }
 
-/// Event handler for Services: every change re-syncs the Service.
-pub fn service_changed(change: Change<'_, Service>, queue: &WorkQueue<ObjectKey>) {
-    queue.add(ObjectKey::of(change.object()));
-}
-
 /// Event handler for slices: a change to one of ours (by someone else, or our own write
 /// arriving) re-syncs its Service, so a slice deleted by hand comes back.
 pub fn slice_changed(change: Change<'_, EndpointSlice>, queue: &WorkQueue<ObjectKey>) {
@@ -531,20 +526,7 @@ pub async fn run(client: kube::Client, workers: usize, max_endpoints_per_slice: 
 
     let all = watcher::Config::default();
     let queue = WorkQueue::new();
-    let (services, service_watch) = {
-        let queue = queue.clone();
-        watch_into_store(Api::<Service>::all(client.clone()), all.clone(), move |c| {
-            service_changed(c, &queue)
-        })
-    };
-    let (pods, pod_watch) = {
-        let queue = queue.clone();
-        let services = services.clone();
-        let mut handler = PodServices::default();
-        watch_into_store(Api::<Pod>::all(client.clone()), all.clone(), move |c| {
-            handler.pod_changed(c, &services, &queue)
-        })
-    };
+    let (services, pods, [service_watch, pod_watch]) = watch_services_and_pods(&client, &queue);
     let (slices, slice_watch) = {
         let queue = queue.clone();
         watch_into_store(Api::<EndpointSlice>::all(client.clone()), all, move |c| {

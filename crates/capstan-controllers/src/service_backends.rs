@@ -230,6 +230,35 @@ pub fn backends<'a>(
     backends
 }
 
+/// Watches what both controllers decide from: every Service (each change re-syncs it; a
+/// deleted one takes its endpoints along) and every Pod (re-syncing the Services that select
+/// it, through [`PodServices`]). Returns the two caches and their watch tasks.
+pub fn watch_services_and_pods(
+    client: &kube::Client,
+    queue: &WorkQueue<ObjectKey>,
+) -> (Store<Service>, Store<Pod>, [tokio::task::JoinHandle<()>; 2]) {
+    use crate::runtime::watch_into_store;
+    use kube::Api;
+    use kube::runtime::watcher;
+
+    let all = watcher::Config::default();
+    let (services, service_watch) = {
+        let queue = queue.clone();
+        watch_into_store(Api::<Service>::all(client.clone()), all.clone(), move |c| {
+            queue.add(ObjectKey::of(c.object()))
+        })
+    };
+    let (pods, pod_watch) = {
+        let queue = queue.clone();
+        let services = services.clone();
+        let mut handler = PodServices::default();
+        watch_into_store(Api::<Pod>::all(client.clone()), all, move |c| {
+            handler.pod_changed(c, &services, &queue)
+        })
+    };
+    (services, pods, [service_watch, pod_watch])
+}
+
 /// The pod event handler both controllers use: enqueues every Service that selects the pod now
 /// and every Service that selected it at its previous event (its labels may have changed, or it
 /// is gone). Remembers, per pod, the Services it was last enqueued for.
