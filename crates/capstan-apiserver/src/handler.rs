@@ -3,7 +3,7 @@
 //! lists, Tables, watch streams). Errors are rendered in `respond_error` only.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use capstan_api::object;
@@ -22,6 +22,7 @@ use crate::authn::UserInfo;
 use crate::discovery;
 use crate::error::{ApiError, success_status};
 use crate::eviction;
+use crate::metrics::{self, RequestLabels};
 use crate::openapi;
 use crate::patch::{self, PatchType};
 use crate::registry::{
@@ -59,6 +60,8 @@ pub struct Handler {
     pub pki_dir: std::path::PathBuf,
     /// `host:port` clients reach the server by, for `/api`'s `serverAddressByClientCIDRs`.
     pub server_address: String,
+    /// Request counts and latencies, served at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -370,15 +373,37 @@ impl Handler {
         ))
     }
 
+    /// Answers one request, and counts and times it in `metrics` as kube-apiserver does. A
+    /// request that routes nowhere (404, 405) is not counted, as Kubernetes does not count it.
+    /// The time is to the response's head: a streamed body (a list is not streamed, a watch
+    /// or a followed log is) goes on after.
     pub async fn handle(&self, request: ApiRequest) -> Response<Body> {
-        match self.dispatch(&request).await {
+        let started = Instant::now();
+        let endpoint = match route(&request.method, &request.path, request.query.flag("watch")) {
+            Ok(endpoint) => endpoint,
+            Err(error) => return respond_error(&error),
+        };
+        let labels = RequestLabels::of(
+            &endpoint,
+            &request.method,
+            &request.path,
+            is_apply(request.content_type.as_deref()),
+            request.query.dry_run(),
+        );
+        let response = match self.dispatch(&request, endpoint).await {
             Ok(response) => response,
             Err(error) => respond_error(&error),
-        }
+        };
+        self.metrics
+            .observe(&labels, response.status().as_u16(), started.elapsed());
+        response
     }
 
-    async fn dispatch(&self, request: &ApiRequest) -> Result<Response<Body>, ApiError> {
-        let endpoint = route(&request.method, &request.path, request.query.flag("watch"))?;
+    async fn dispatch(
+        &self,
+        request: &ApiRequest,
+        endpoint: Endpoint,
+    ) -> Result<Response<Body>, ApiError> {
         let read_only = |response: Response<Body>| {
             if request.method == Method::GET || request.method == Method::HEAD {
                 Ok(response)
@@ -389,6 +414,14 @@ impl Handler {
         match endpoint {
             Endpoint::Version => read_only(ok_json(&version())),
             Endpoint::Health => read_only(Response::new(full("ok"))),
+            Endpoint::Metrics => {
+                let mut response = Response::new(full(self.metrics.render()));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(metrics::content_type(&request.accept)),
+                );
+                read_only(response)
+            }
             Endpoint::CoreVersions => read_only(match aggregated_discovery(&request.accept) {
                 Some(v) => aggregated_response(discovery::aggregated(true, v), v),
                 None => ok_json(&discovery::core_versions(&self.server_address)),
@@ -1209,6 +1242,80 @@ fn table_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_create_is_counted_and_timed_and_a_watch_only_counted_at_metrics() {
+        use futures_util::TryStreamExt;
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Api, PostParams, WatchParams};
+
+        use crate::metrics::sample;
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = crate::start(crate::ServerConfig {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            compaction_interval: Duration::from_secs(300),
+            service_range: crate::service_ips::ServiceRange::parse("10.43.0.0/16").unwrap(),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
+            cluster_dns: None,
+        })
+        .await
+        .unwrap();
+        let client = server.local_client("system:kube-controller-manager");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let mut watch = Box::pin(pods.watch(&WatchParams::default(), "0").await.unwrap());
+        assert!(watch.try_next().await.unwrap().is_some());
+
+        let scrape = hyper::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = client.request_text(scrape).await.unwrap();
+        let create = [
+            r#"verb="POST""#,
+            r#"group="""#,
+            r#"version="v1""#,
+            r#"resource="pods""#,
+            r#"scope="resource""#,
+            r#"component="apiserver""#,
+        ];
+        let created = [&create[..], &[r#"code="201""#]].concat();
+        assert_eq!(
+            sample(&text, "apiserver_request_total", &created),
+            Some(1.0),
+            "{text}"
+        );
+        let slowest_bucket = [&create[..], &[r#"le="60.0""#]].concat();
+        assert_eq!(
+            sample(
+                &text,
+                "apiserver_request_duration_seconds_bucket",
+                &slowest_bucket
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        let watched = [r#"verb="WATCH""#, r#"resource="pods""#, r#"code="200""#];
+        assert_eq!(
+            sample(&text, "apiserver_request_total", &watched),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "apiserver_request_duration_seconds_count",
+                &[r#"verb="WATCH""#]
+            ),
+            None,
+            "{text}"
+        );
+    }
 
     #[test]
     fn eviction_bodies_name_their_pod_and_carry_delete_options() {

@@ -3,7 +3,7 @@
 //!
 //! Layers, outside in: `server` (TLS, authentication, limits) → `handler` (media types,
 //! rendering, one place for errors) → `registry` (object semantics over the store), with
-//! `request` (routing), `discovery`, `openapi`, `patch` and `watch` beside them.
+//! `request` (routing), `discovery`, `metrics`, `openapi`, `patch` and `watch` beside them.
 
 pub mod authn;
 pub mod connect;
@@ -15,6 +15,7 @@ pub mod handler;
 pub mod join;
 pub mod kubeconfig;
 pub mod local;
+pub mod metrics;
 mod namespace_lifecycle;
 pub mod node_proxy;
 mod openapi;
@@ -277,6 +278,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         nodes: node_proxy::NodeClient::new(&pki)?,
         pki_dir: config.data_dir.join("tls"),
         server_address: client_address(&bound),
+        metrics: metrics::Metrics::new(),
     });
     let mut tasks = vec![tokio::spawn(server::serve(
         listener,

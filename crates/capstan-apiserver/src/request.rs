@@ -14,6 +14,8 @@ pub enum Endpoint {
     Version,
     /// `/healthz`, `/livez`, `/readyz` and their sub-checks.
     Health,
+    /// `/metrics`: the server's own metrics in the Prometheus text format.
+    Metrics,
     /// `/api`
     CoreVersions,
     /// `/apis`
@@ -69,6 +71,7 @@ pub fn route(method: &Method, path: &str, watch: bool) -> Result<Endpoint, ApiEr
     match segments.as_slice() {
         ["version"] => Ok(Endpoint::Version),
         [probe, ..] if matches!(*probe, "healthz" | "livez" | "readyz") => Ok(Endpoint::Health),
+        ["metrics"] => Ok(Endpoint::Metrics),
         ["api"] => Ok(Endpoint::CoreVersions),
         ["apis"] => Ok(Endpoint::Groups),
         ["apis", group] => Ok(Endpoint::Group(group.to_string())),

@@ -202,13 +202,21 @@ async fn handle(
             subresource.to_string(),
         );
         tracing::debug!(%peer, user = %user.name, %path, "stream");
-        return match handler
+        let started = std::time::Instant::now();
+        let response = match handler
             .connect(request, &namespace, &name, &subresource)
             .await
         {
             Ok(response) => response,
             Err(error) => respond_error(&error),
         };
+        // Streams bypass `Handler::handle`; they are counted here, as CONNECTs.
+        handler.metrics.observe(
+            &crate::metrics::RequestLabels::connect(&subresource),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        return response;
     }
     let header = |name| {
         request
@@ -292,6 +300,14 @@ pub(crate) async fn isolate_panics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_version_and_health_are_public_not_metrics() {
+        let public = |path| route(&hyper::Method::GET, path, false).is_ok_and(|e| is_public(&e));
+        assert!(public("/version") && public("/healthz") && public("/readyz"));
+        assert!(!public("/metrics"));
+        assert!(!public("/api/v1/pods"));
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_with_a_status() {
