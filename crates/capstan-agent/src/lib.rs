@@ -12,6 +12,7 @@ pub mod container_spec;
 pub mod env;
 pub mod events;
 pub mod exec;
+pub mod hollow;
 pub mod join;
 pub mod network;
 pub mod node;
@@ -170,8 +171,10 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, AgentError> {
         config.client.clone(),
         spec,
         machine,
-        &config.root_dir,
-        config.pressure.clone(),
+        node::Pressure::Machine {
+            storage_dir: config.root_dir.clone(),
+            thresholds: config.pressure.clone(),
+        },
     );
     let mut tasks = vec![
         tokio::spawn(server::serve(listener, tls, Arc::clone(&shared))),
@@ -193,10 +196,19 @@ const API_POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// kube-rs's default pool keeps one idle connection for every request that was ever in flight
 /// at once, for ever: 100 pods starting together left over 100 sockets open.
 pub fn api_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    pooled_api_client(config, API_POOL_IDLE)
+}
+
+/// [`api_client`] keeping up to `max_idle` idle connections: hollow nodes share one client
+/// for thousands of nodes' requests.
+pub fn pooled_api_client(
+    config: kube::Config,
+    max_idle: usize,
+) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
     let https = config.rustls_https_connector()?;
     let pool = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(API_POOL_IDLE)
+        .pool_max_idle_per_host(max_idle)
         .pool_idle_timeout(API_POOL_IDLE_TIMEOUT)
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .build::<_, kube::client::Body>(https);

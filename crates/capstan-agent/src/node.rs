@@ -1,9 +1,12 @@
 //! The agent's Node: registration with what the machine really has, a Lease renewed every
 //! 10 s in `kube-node-lease` (what the node lifecycle controller watches), and the node
-//! conditions (Ready, MemoryPressure, DiskPressure, PIDPressure) kept current.
+//! conditions (Ready, MemoryPressure, DiskPressure, PIDPressure) kept current. As kubelet does
+//! since node leases, the status is computed every 10 s but written only when it changed or
+//! 5 min after the last write: the Lease is the heartbeat, and 5,000 nodes writing their
+//! status every 10 s would be 500 writes a second for nothing.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -15,6 +18,9 @@ use serde_json::{Value, json};
 
 /// How often the Lease is renewed, as kubelet does (`nodeLeaseRenewInterval`).
 pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the node status is written when nothing in it changed (kubelet's
+/// `nodeStatusReportFrequency`).
+pub const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a Lease stays valid without renewal (kubelet's `nodeLeaseDurationSeconds`).
 pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// kubelet's default `maxPods`.
@@ -239,37 +245,27 @@ struct Condition {
     message: &'static str,
 }
 
-/// The node's conditions from what the machine has left now.
-fn conditions(storage_dir: &Path, thresholds: &PressureThresholds) -> Vec<Condition> {
-    let crossed = |threshold: Option<Threshold>, available, total| {
-        threshold.is_some_and(|t| t.crossed(available, total))
+/// Where a node's pressure conditions come from.
+#[derive(Debug, Clone)]
+pub enum Pressure {
+    /// What this machine has left: memory, the filesystem of `storage_dir`, PIDs.
+    Machine {
+        storage_dir: PathBuf,
+        thresholds: PressureThresholds,
+    },
+    /// Never under pressure: a hollow node, which has no machine of its own.
+    Never,
+}
+
+/// The node's conditions now.
+fn conditions(pressure: &Pressure) -> Vec<Condition> {
+    let (memory_short, disk_short, pids_short) = match pressure {
+        Pressure::Machine {
+            storage_dir,
+            thresholds,
+        } => machine_pressure(storage_dir, thresholds),
+        Pressure::Never => (false, false, false),
     };
-    let memory_short = crossed(
-        thresholds.memory_available,
-        meminfo("MemAvailable"),
-        meminfo("MemTotal"),
-    );
-    let (total, available) = disk(storage_dir);
-    let disk_short = crossed(thresholds.nodefs_available, available, total);
-    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    let processes = std::fs::read_dir("/proc").map_or(0, |d| {
-        d.filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
-            .count() as u64
-    });
-    let pids_short = crossed(
-        thresholds.pid_available,
-        pid_max - processes.min(pid_max),
-        pid_max,
-    );
     let pressure =
         |kind, short: bool, yes: (&'static str, &'static str), no: (&'static str, &'static str)| {
             let (reason, message) = if short { yes } else { no };
@@ -320,6 +316,40 @@ fn conditions(storage_dir: &Path, thresholds: &PressureThresholds) -> Vec<Condit
     ]
 }
 
+/// Whether the machine is short of memory, disk and PIDs: (memory, disk, pids).
+fn machine_pressure(storage_dir: &Path, thresholds: &PressureThresholds) -> (bool, bool, bool) {
+    let crossed = |threshold: Option<Threshold>, available, total| {
+        threshold.is_some_and(|t| t.crossed(available, total))
+    };
+    let memory_short = crossed(
+        thresholds.memory_available,
+        meminfo("MemAvailable"),
+        meminfo("MemTotal"),
+    );
+    let (total, available) = disk(storage_dir);
+    let disk_short = crossed(thresholds.nodefs_available, available, total);
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let processes = std::fs::read_dir("/proc").map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .count() as u64
+    });
+    let pids_short = crossed(
+        thresholds.pid_available,
+        pid_max - processes.min(pid_max),
+        pid_max,
+    );
+    (memory_short, disk_short, pids_short)
+}
+
 /// Keeps the Node registered and its status, conditions and Lease current, until the task is
 /// dropped. Failures are logged and retried on the next tick: a control plane that is away for
 /// a while must not stop the node.
@@ -327,28 +357,23 @@ pub struct Heartbeat {
     client: Client,
     spec: NodeSpec,
     machine: Machine,
-    storage_dir: std::path::PathBuf,
-    thresholds: PressureThresholds,
+    pressure: Pressure,
     /// Conditions last written, with the time each last changed.
     written: Vec<(Condition, Time)>,
+    /// When the status was last written.
+    reported_at: Option<tokio::time::Instant>,
     node_uid: Option<String>,
 }
 
 impl Heartbeat {
-    pub fn new(
-        client: Client,
-        spec: NodeSpec,
-        machine: Machine,
-        storage_dir: &Path,
-        thresholds: PressureThresholds,
-    ) -> Self {
+    pub fn new(client: Client, spec: NodeSpec, machine: Machine, pressure: Pressure) -> Self {
         Heartbeat {
             client,
             spec,
             machine,
-            storage_dir: storage_dir.to_owned(),
-            thresholds,
+            pressure,
             written: Vec::new(),
+            reported_at: None,
             node_uid: None,
         }
     }
@@ -379,10 +404,28 @@ impl Heartbeat {
         self.update_status().await
     }
 
+    /// Writes the node status if a condition changed or the last write is
+    /// [`STATUS_REPORT_INTERVAL`] old (kubelet's `nodeStatusReportFrequency`).
+    pub async fn report_status(&mut self) -> Result<(), NodeError> {
+        let current = conditions(&self.pressure);
+        let unchanged = current.len() == self.written.len()
+            && current
+                .iter()
+                .zip(&self.written)
+                .all(|(now, (then, _))| now == then);
+        let recent = self
+            .reported_at
+            .is_some_and(|at| at.elapsed() < STATUS_REPORT_INTERVAL);
+        if unchanged && recent {
+            return Ok(());
+        }
+        self.update_status().await
+    }
+
     /// Writes the node status (capacity, addresses, conditions with kubelet's heartbeat times).
     pub async fn update_status(&mut self) -> Result<(), NodeError> {
         let now = Time(jiff::Timestamp::now());
-        let current = conditions(&self.storage_dir, &self.thresholds);
+        let current = conditions(&self.pressure);
         let mut list = Vec::new();
         let mut next = Vec::new();
         for condition in current {
@@ -416,6 +459,7 @@ impl Heartbeat {
                 source,
             })?;
         self.written = next;
+        self.reported_at = Some(tokio::time::Instant::now());
         Ok(())
     }
 
@@ -457,8 +501,9 @@ impl Heartbeat {
         }
     }
 
-    /// Runs forever: lease every 10 s, status every 10 s (as kubelet's
-    /// `nodeStatusUpdateFrequency`), re-registering when the Node was deleted.
+    /// Runs forever: lease every 10 s, status looked at every 10 s (kubelet's
+    /// `nodeStatusUpdateFrequency`) and written when it changed or every 5 min,
+    /// re-registering when the Node was deleted.
     pub async fn run(mut self) {
         let mut registered = false;
         let mut tick = tokio::time::interval(LEASE_RENEW_INTERVAL);
@@ -472,7 +517,7 @@ impl Heartbeat {
                         continue;
                     }
                 }
-            } else if let Err(e) = self.update_status().await {
+            } else if let Err(e) = self.report_status().await {
                 tracing::warn!("{e}");
                 if let NodeError::UpdateStatus {
                     source: kube::Error::Api(status),
@@ -536,7 +581,10 @@ mod tests {
     #[test]
     fn this_machine_reports_sane_conditions() {
         let defaults = DEFAULT_EVICTION_HARD.parse().unwrap();
-        let conditions = conditions(Path::new("/"), &defaults);
+        let conditions = conditions(&Pressure::Machine {
+            storage_dir: "/".into(),
+            thresholds: defaults,
+        });
         let kinds: Vec<_> = conditions.iter().map(|c| c.kind).collect();
         assert_eq!(
             kinds,

@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod cgroups;
 pub mod container;
 pub mod exec;
+pub mod fake;
 pub mod image;
 pub mod logs;
 pub mod pause;

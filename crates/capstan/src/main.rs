@@ -32,6 +32,8 @@ enum Command {
     Token(cmd::token::Args),
     /// Manage the images of this node.
     Image(cmd::image::Args),
+    /// Run hollow nodes against a server: simulated agents for scale tests.
+    Sim(cmd::sim::Args),
     /// Run one container for the agent (internal).
     #[command(hide = true)]
     Shim(cmd::shim::Args),
@@ -66,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(args) => cmd::cluster::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Image(args) => cmd::image::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
         Command::Shim(_) | Command::ExecShim(_) | Command::Pause(_) => Ok(()),
     };
     match result {

@@ -6,4 +6,5 @@ pub mod kubeconfig;
 pub mod pause;
 pub mod server;
 pub mod shim;
+pub mod sim;
 pub mod token;
