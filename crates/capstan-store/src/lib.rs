@@ -59,9 +59,10 @@ pub struct Event {
 /// lines): the first watcher to need it computes it, every other watcher of the same event
 /// reuses it, so fan-out to N watchers decodes once instead of N times. The store never reads
 /// it; it is not part of the event's value (clones start empty, and it never affects
-/// equality).
+/// equality). The watch history drops it once every watcher has taken the event, so that only
+/// events in flight hold decoded copies: a decoded object is many times its JSON.
 #[derive(Default)]
-pub struct Derived(std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>);
+pub struct Derived(std::sync::Mutex<Option<Arc<dyn std::any::Any + Send + Sync>>>);
 
 impl Derived {
     /// The derived value, computing it with `init` if this is the first call. `None` if
@@ -70,11 +71,19 @@ impl Derived {
         &self,
         init: impl FnOnce() -> T,
     ) -> Option<Arc<T>> {
-        self.0
-            .get_or_init(|| Arc::new(init()))
-            .clone()
-            .downcast::<T>()
-            .ok()
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let value = slot.get_or_insert_with(|| Arc::new(init())).clone();
+        drop(slot);
+        value.downcast::<T>().ok()
+    }
+
+    /// Forgets the derived value (consumers holding it keep their copy).
+    pub(crate) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 }
 
@@ -94,7 +103,7 @@ impl Eq for Derived {}
 
 impl std::fmt::Debug for Derived {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
+        f.write_str(if self.is_set() {
             "Derived(set)"
         } else {
             "Derived(empty)"

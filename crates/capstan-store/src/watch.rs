@@ -14,6 +14,11 @@ const WATCHER_BUFFER: usize = 10_000;
 /// Recent events kept for replay. Older ones are compacted away even before the periodic
 /// compaction, so that memory stays bounded under a burst of writes.
 pub(crate) const DEFAULT_HISTORY: usize = 100_000;
+/// The most bytes of values (new and previous states) the history keeps: with 150,000 pods of
+/// a few KiB each, 100,000 events alone would hold most of a gigabyte. A watcher further
+/// behind than this gets `Compacted` (410) and lists again, as it would after etcd's
+/// compaction.
+pub(crate) const DEFAULT_HISTORY_BYTES: usize = 256 << 20;
 
 /// A stream of events for one prefix: first the replayed history, then live events.
 #[derive(Debug)]
@@ -56,9 +61,37 @@ struct Subscriber {
 struct HubState {
     /// Events with revisions in (`compacted`, last write], oldest first.
     history: VecDeque<Arc<Event>>,
+    /// The bytes of values the history holds.
+    bytes: usize,
     compacted: Revision,
     max_history: usize,
+    max_bytes: usize,
+    /// Events up to this revision have had their derived data dropped: every watcher had
+    /// taken them.
+    released: Revision,
     subscribers: Vec<Subscriber>,
+}
+
+fn value_bytes(event: &Event) -> usize {
+    event.kv.value.len() + event.prev.as_ref().map_or(0, |p| p.value.len())
+}
+
+impl HubState {
+    /// Drops the derived data (decoded objects, encoded lines) of the oldest events that no
+    /// watcher holds any more: only the history refers to them. Watchers take events in order,
+    /// so this stops at the first event still held.
+    fn release_taken(&mut self) {
+        let start = self
+            .history
+            .partition_point(|e| e.revision <= self.released);
+        for event in self.history.range(start..) {
+            if Arc::strong_count(event) > 1 {
+                break;
+            }
+            event.derived.clear();
+            self.released = event.revision;
+        }
+    }
 }
 
 pub(crate) struct WatchHub {
@@ -71,8 +104,11 @@ impl WatchHub {
         WatchHub {
             state: Mutex::new(HubState {
                 history: VecDeque::new(),
+                bytes: 0,
                 compacted,
                 max_history,
+                max_bytes: DEFAULT_HISTORY_BYTES,
+                released: compacted,
                 subscribers: Vec::new(),
             }),
         }
@@ -89,11 +125,22 @@ impl WatchHub {
             // A full buffer means the watcher stopped reading: drop it rather than block writes.
             s.sender.try_send(event.clone()).is_ok()
         });
+        state.bytes += value_bytes(&event);
         state.history.push_back(event);
-        while state.history.len() > state.max_history {
+        while state.history.len() > state.max_history
+            || (state.bytes > state.max_bytes && state.history.len() > 1)
+        {
             let oldest = state.history.pop_front().expect("longer than the limit");
+            state.bytes -= value_bytes(&oldest);
             state.compacted = oldest.revision;
         }
+        state.release_taken();
+    }
+
+    #[cfg(test)]
+    fn with_max_bytes(self, max_bytes: usize) -> Self {
+        self.state.lock().expect("watch hub lock").max_bytes = max_bytes;
+        self
     }
 
     pub(crate) fn compact(&self, revision: Revision) {
@@ -106,7 +153,8 @@ impl WatchHub {
             .front()
             .is_some_and(|e| e.revision <= revision)
         {
-            state.history.pop_front();
+            let oldest = state.history.pop_front().expect("checked");
+            state.bytes -= value_bytes(&oldest);
         }
         state.compacted = revision;
     }
@@ -130,11 +178,86 @@ impl WatchHub {
             .filter(|e| e.kv.key.starts_with(prefix))
             .cloned()
             .collect();
+        // The replayed events get derived data again: look at them again once taken.
+        state.released = state.released.min(after);
         let (sender, live) = mpsc::channel(WATCHER_BUFFER);
         state.subscribers.push(Subscriber {
             prefix: prefix.to_string(),
             sender,
         });
         Ok(Watch { replay, live })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Derived, EventType, KeyValue};
+
+    fn event(revision: Revision, bytes: usize) -> Event {
+        Event {
+            event_type: EventType::Put,
+            revision,
+            kv: KeyValue {
+                key: format!("/pods/p{revision}"),
+                value: vec![b'x'; bytes].into(),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+            derived: Derived::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn decoded_data_is_dropped_once_every_watcher_has_taken_the_event() {
+        let hub = WatchHub::new(0, 100);
+        let mut fast = hub.watch("/pods/", 0).unwrap();
+        let mut slow = hub.watch("/pods/", 0).unwrap();
+        hub.publish(event(1, 10));
+        let taken = fast.next().await.unwrap();
+        taken.derived.get_or_init(|| "decoded");
+        drop(taken);
+        // The slow watcher still holds event 1, so its decoded form stays for it.
+        hub.publish(event(2, 10));
+        let history = |hub: &WatchHub| hub.state.lock().unwrap().history.clone();
+        assert!(history(&hub)[0].derived.is_set());
+
+        let taken = slow.next().await.unwrap();
+        assert_eq!(*taken.derived.get_or_init(|| "again").unwrap(), "decoded");
+        drop(taken);
+        hub.publish(event(3, 10));
+        assert!(!history(&hub)[0].derived.is_set(), "every watcher took it");
+
+        // A watcher replaying the history decodes again, and that is dropped in turn.
+        let mut late = hub.watch("/pods/", 0).unwrap();
+        let replayed = late.next().await.unwrap();
+        replayed.derived.get_or_init(|| "replayed");
+        drop(replayed);
+        while late.try_next().is_some() {}
+        drop((fast, slow));
+        hub.publish(event(4, 10));
+        assert!(history(&hub).iter().all(|e| !e.derived.is_set()));
+    }
+
+    #[tokio::test]
+    async fn the_history_keeps_a_bounded_number_of_bytes() {
+        let hub = WatchHub::new(0, 100).with_max_bytes(100);
+        for revision in 1..=10 {
+            hub.publish(event(revision, 40));
+        }
+        let state = hub.state.lock().unwrap();
+        assert_eq!(state.history.len(), 2);
+        assert_eq!(state.bytes, 80);
+        assert_eq!(state.compacted, 8);
+        drop(state);
+        assert!(matches!(
+            hub.watch("/pods/", 7),
+            Err(StoreError::Compacted { compacted: 8, .. })
+        ));
+        assert_eq!(
+            hub.watch("/pods/", 8).unwrap().try_next().unwrap().revision,
+            9
+        );
     }
 }
