@@ -741,11 +741,15 @@ pub async fn run_with(
     config: SchedulerConfig,
     actions: Arc<dyn ApiActions>,
 ) -> Result<(), RunError> {
+    // Field ownership is never read here, and is often the bulk of an object: it is dropped
+    // from what the caches hold, as kube-scheduler's informers trim managedFields.
     let mut nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(|node| node.metadata.managed_fields = None)
         .boxed();
     let mut pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(|pod| pod.metadata.managed_fields = None)
         .boxed();
     let mut budgets = watcher(
         Api::<PodDisruptionBudget>::all(client),
