@@ -46,7 +46,9 @@ use kube::Resource;
 use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions, EventRecord};
+use crate::informers::SharedInformers;
 use crate::ownership::{controller_of, selector_of, selects};
+use crate::pod_cache::PodCache;
 use crate::pods::is_ready;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
@@ -131,7 +133,7 @@ impl Workloads {
 /// The DisruptionController: its caches and its effects.
 pub struct DisruptionController<A> {
     pub budgets: Store<PodDisruptionBudget>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub replica_sets: Store<ReplicaSet>,
     pub deployments: Store<Deployment>,
     pub stateful_sets: Store<StatefulSet>,
@@ -160,7 +162,7 @@ impl<A: Actions> Reconciler for DisruptionController<A> {
         let Some(budget) = self.budgets.get(&key.object_ref()) else {
             return Ok(Action::AwaitChange);
         };
-        let pods = in_namespace(&self.pods, &key.namespace);
+        let pods = self.pods.in_namespace(&key.namespace);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
         let workloads = Workloads {
             replica_sets: in_namespace(&self.replica_sets, &key.namespace),
@@ -531,64 +533,34 @@ async fn fail_safe<A: Actions>(
 /// Keys reconciled at once: kube-controller-manager runs one disruption worker.
 pub const WORKERS: usize = 1;
 
-/// Runs the disruption controller until the future is dropped. Its caches are its own: budgets
-/// and pods (whose changes enqueue budgets), and the workload controllers whose scale it reads.
-/// A cache that never fills stops it with an error logged; the other controllers keep running.
-pub async fn run(client: kube::Client) {
-    use crate::runtime::{run_workers, watch_into_store};
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    let all = watcher::Config::default();
+/// Registers the disruption controller on the shared informers and returns it, to be polled
+/// once their caches are filled; runs until dropped. Budgets and pods enqueue budgets; the
+/// workload controllers' caches are read for their scale.
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+) -> impl Future<Output = ()> + use<> {
     let queue = WorkQueue::new();
-    let (budgets, budget_watch) = {
+    let budgets = {
         let queue = queue.clone();
-        watch_into_store(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            all.clone(),
-            move |change| budget_changed(change, &queue),
-        )
+        informers.on(move |change| budget_changed(change, &queue))
     };
-    let (pods, pod_watch) = {
+    let pods = {
         let queue = queue.clone();
         let budgets = budgets.clone();
-        watch_into_store(
-            Api::<Pod>::all(client.clone()),
-            all.clone(),
-            move |change| pod_changed(change, &budgets, &queue),
-        )
+        informers.on_pods(move |change| pod_changed(change, &budgets, &queue))
     };
     // Scale changes enqueue nothing (as in Kubernetes): they matter only through the pods that
     // follow them.
-    let (replica_sets, rs_watch) =
-        watch_into_store(Api::<ReplicaSet>::all(client.clone()), all.clone(), |_| {});
-    let (deployments, d_watch) =
-        watch_into_store(Api::<Deployment>::all(client.clone()), all.clone(), |_| {});
-    let (stateful_sets, sts_watch) =
-        watch_into_store(Api::<StatefulSet>::all(client.clone()), all, |_| {});
-    let watches = [budget_watch, pod_watch, rs_watch, d_watch, sts_watch];
-    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
-    for (name, ready) in [
-        ("PodDisruptionBudget", budgets.wait_until_ready().await),
-        ("Pod", pods.wait_until_ready().await),
-        ("ReplicaSet", replica_sets.wait_until_ready().await),
-        ("Deployment", deployments.wait_until_ready().await),
-        ("StatefulSet", stateful_sets.wait_until_ready().await),
-    ] {
-        if ready.is_err() {
-            tracing::error!("the disruption controller's {name} cache never became ready");
-            return;
-        }
-    }
     let controller = Arc::new(DisruptionController {
         budgets,
         pods,
-        replica_sets,
-        deployments,
-        stateful_sets,
+        replica_sets: informers.store(),
+        deployments: informers.store(),
+        stateful_sets: informers.store(),
         actions: crate::actions::KubeActions::new(client),
     });
-    run_workers(controller, queue, WORKERS).await;
+    crate::runtime::run_workers(controller, queue, WORKERS)
 }
 
 #[cfg(test)]

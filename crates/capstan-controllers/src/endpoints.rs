@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions, EventRecord};
+use crate::informers::SharedInformers;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 use crate::service_backends::{
     Backend, LABEL_HEADLESS, ResolvedPort, backends, is_headless, is_managed,
@@ -243,43 +244,31 @@ pub fn leftover_keys(endpoints: &Store<Endpoints>) -> Vec<ObjectKey> {
         .collect()
 }
 
-/// Runs the controller until dropped.
-pub async fn run(client: kube::Client, workers: usize) {
-    use crate::runtime::{run_workers, watch_into_store};
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    let all = watcher::Config::default();
+/// Registers the controller on the shared informers (Services, Pods, Endpoints) and returns it,
+/// to be polled once their caches are filled; runs until dropped.
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+    workers: usize,
+) -> impl Future<Output = ()> + use<> {
     let queue = WorkQueue::new();
-    let (services, pods, [service_watch, pod_watch]) = watch_services_and_pods(&client, &queue);
-    let (endpoints, endpoints_watch) = {
+    let (services, pods) = watch_services_and_pods(informers, &queue);
+    let endpoints = {
         let queue = queue.clone();
-        watch_into_store(Api::<Endpoints>::all(client.clone()), all, move |c| {
-            endpoints_changed(c, &queue)
-        })
+        informers.on(move |c| endpoints_changed(c, &queue))
     };
-    let watches = [service_watch, pod_watch, endpoints_watch];
-    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
-    for (name, ready) in [
-        ("Service", services.wait_until_ready().await),
-        ("Pod", pods.wait_until_ready().await),
-        ("Endpoints", endpoints.wait_until_ready().await),
-    ] {
-        if ready.is_err() {
-            tracing::error!("the Endpoints controller's {name} cache never became ready");
-            return;
+    async move {
+        for key in leftover_keys(&endpoints) {
+            queue.add(key);
         }
+        let controller = Arc::new(EndpointsController {
+            services,
+            pods: pods.store,
+            endpoints,
+            actions: crate::actions::KubeActions::new(client),
+        });
+        crate::runtime::run_workers(controller, queue, workers).await;
     }
-    for key in leftover_keys(&endpoints) {
-        queue.add(key);
-    }
-    let controller = Arc::new(EndpointsController {
-        services,
-        pods,
-        endpoints,
-        actions: crate::actions::KubeActions::new(client),
-    });
-    run_workers(controller, queue, workers).await;
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions};
+use crate::informers::SharedInformers;
 use crate::ownership::controller_ref;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 use crate::service_backends::{
@@ -518,42 +519,29 @@ pub fn slice_changed(change: Change<'_, EndpointSlice>, queue: &WorkQueue<Object
     }
 }
 
-/// Runs the controller until dropped.
-pub async fn run(client: kube::Client, workers: usize, max_endpoints_per_slice: usize) {
-    use crate::runtime::{run_workers, watch_into_store};
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    let all = watcher::Config::default();
+/// Registers the controller on the shared informers (Services, Pods, EndpointSlices) and
+/// returns it, to be polled once their caches are filled; runs until dropped.
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+    workers: usize,
+    max_endpoints_per_slice: usize,
+) -> impl Future<Output = ()> + use<> {
     let queue = WorkQueue::new();
-    let (services, pods, [service_watch, pod_watch]) = watch_services_and_pods(&client, &queue);
-    let (slices, slice_watch) = {
+    let (services, pods) = watch_services_and_pods(informers, &queue);
+    let slices = {
         let queue = queue.clone();
-        watch_into_store(Api::<EndpointSlice>::all(client.clone()), all, move |c| {
-            slice_changed(c, &queue)
-        })
+        informers.on(move |c| slice_changed(c, &queue))
     };
-    let watches = [service_watch, pod_watch, slice_watch];
-    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
-    for (name, ready) in [
-        ("Service", services.wait_until_ready().await),
-        ("Pod", pods.wait_until_ready().await),
-        ("EndpointSlice", slices.wait_until_ready().await),
-    ] {
-        if ready.is_err() {
-            tracing::error!("the EndpointSlice controller's {name} cache never became ready");
-            return;
-        }
-    }
     let controller = Arc::new(EndpointSliceController {
         services,
-        pods,
+        pods: pods.store,
         slices,
         tracker: Mutex::new(SliceTracker::default()),
         max_endpoints_per_slice,
         actions: crate::actions::KubeActions::new(client),
     });
-    run_workers(controller, queue, workers).await;
+    crate::runtime::run_workers(controller, queue, workers)
 }
 
 #[cfg(test)]

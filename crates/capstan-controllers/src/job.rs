@@ -27,9 +27,8 @@ use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
-use crate::ownership::{
-    claim_pods, controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of,
-};
+use crate::ownership::{claim_pods, controller_ref, enqueue_pod_owner, plan_claim, selector_of};
+use crate::pod_cache::PodCache;
 use crate::pods::{is_active, is_ready, pods_to_delete};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
@@ -72,7 +71,7 @@ pub enum SyncError {
 /// The Job controller: its caches, its effects and its expectations.
 pub struct JobController<A> {
     pub jobs: Store<Job>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub actions: A,
     pub expectations: Arc<Expectations>,
 }
@@ -89,7 +88,10 @@ impl<A: Actions> Reconciler for JobController<A> {
             self.expectations.forget(key);
             return Ok(Action::AwaitChange);
         };
-        let pods = pods_in(&self.pods, &key.namespace);
+        // Only the pods it controls and the orphans: claiming ignores every other pod, and its
+        // expectations are about pods it created or deleted.
+        let owner_uid = job.metadata.uid.as_deref().unwrap_or_default();
+        let pods = self.pods.claimable_by(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
         sync_job(
             &job,

@@ -1,7 +1,9 @@
 //! capstan's controllers, in kube-runtime's shape: each watches its objects, queues their keys,
 //! and reconciles one key at a time from a cache — deciding purely, acting through the API.
 //!
-//! - [`runtime`]: the shape every controller shares (stores, work queue, retry backoff, workers).
+//! - [`runtime`]: the shape every controller shares (informers, work queue, retry backoff,
+//!   workers); [`informers`]: one watch and one cache per kind, shared by every controller;
+//!   [`pod_cache`]: the shared pod cache's indexes (by namespace, controller, node).
 //! - [`actions`]: the effects trait, its kube implementation and the recording fake for tests.
 //! - [`ownership`], [`pods`], [`expectations`]: controller references and claiming, what a pod's
 //!   state means to its controller, and what has been asked but not yet seen.
@@ -26,11 +28,13 @@ pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
 pub mod history;
+pub mod informers;
 pub mod intstr;
 pub mod job;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
+pub mod pod_cache;
 pub mod pod_control;
 pub mod pods;
 pub mod replicaset;
@@ -41,15 +45,12 @@ pub mod statefulset;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::runtime::watcher;
+use k8s_openapi::api::batch::v1::Job;
 
 use crate::actions::KubeActions;
 use crate::expectations::Expectations;
-use crate::runtime::{WorkQueue, run_workers, watch_into_store};
+use crate::informers::SharedInformers;
+use crate::runtime::{WorkQueue, run_workers};
 
 /// How the controllers run. The defaults are Kubernetes' kube-controller-manager defaults.
 #[derive(Debug, Clone)]
@@ -116,9 +117,17 @@ pub enum RunError {
     InvalidNodeCidrs(#[from] node_ipam::CidrConfigError),
 }
 
+impl From<runtime::CacheNotReady> for RunError {
+    fn from(error: runtime::CacheNotReady) -> Self {
+        RunError::CacheNotReady(error.0)
+    }
+}
+
 /// Starts every controller of this crate and runs them until the future is dropped (or a cache
-/// cannot be filled). Each controller waits for its caches' first list before reconciling, so it
-/// never decides from a partial view.
+/// cannot be filled). The controllers share one watch and one cache per kind
+/// ([`informers::SharedInformers`]): each registers its event handlers and takes its caches,
+/// then the watches start together, and no controller reconciles before every cache has its
+/// first list, so none decides from a partial view.
 pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), RunError> {
     // Bad flags fail before anything starts.
     let node_cidrs = config
@@ -127,176 +136,133 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         .map(|cidr| node_ipam::CidrSet::new(cidr, config.node_cidr_mask_size))
         .transpose()?;
     let actions = KubeActions::new(client.clone());
-    let all = watcher::Config::default();
+    let mut informers = SharedInformers::new(client.clone());
 
     // ReplicaSet controller: ReplicaSets and their pods.
     let rs_queue = WorkQueue::new();
     let rs_expectations = Arc::new(Expectations::new());
-    let (rs_store, rs_watch) = {
+    let replica_sets = {
         let queue = rs_queue.clone();
-        watch_into_store(
-            Api::<ReplicaSet>::all(client.clone()),
-            all.clone(),
-            move |change| replicaset::replica_set_changed(change, &queue),
-        )
+        informers.on(move |change| replicaset::replica_set_changed(change, &queue))
     };
-    let (rs_pod_store, rs_pod_watch) = {
+    {
         let queue = rs_queue.clone();
-        let replica_sets = rs_store.clone();
+        let replica_sets = replica_sets.clone();
         let expectations = rs_expectations.clone();
-        watch_into_store(
-            Api::<Pod>::all(client.clone()),
-            all.clone(),
-            move |change| replicaset::pod_changed(change, &replica_sets, &expectations, &queue),
-        )
-    };
+        informers.on_pods(move |change| {
+            replicaset::pod_changed(change, &replica_sets, &expectations, &queue)
+        });
+    }
 
     // Deployment controller: Deployments, their ReplicaSets, and pods (for Recreate, which waits
     // for old pods to be gone).
     let d_queue = WorkQueue::new();
-    let (d_store, d_watch) = {
+    let deployments = {
         let queue = d_queue.clone();
-        watch_into_store(
-            Api::<Deployment>::all(client.clone()),
-            all.clone(),
-            move |change| deployment::deployment_changed(change, &queue),
-        )
+        informers.on(move |change| deployment::deployment_changed(change, &queue))
     };
-    let (d_rs_store, d_rs_watch) = {
+    {
         let queue = d_queue.clone();
-        let deployments = d_store.clone();
-        watch_into_store(
-            Api::<ReplicaSet>::all(client.clone()),
-            all.clone(),
-            move |change| deployment::replica_set_changed(change, &deployments, &queue),
-        )
-    };
-    let (d_pod_store, d_pod_watch) = {
+        let deployments = deployments.clone();
+        informers.on(move |change| deployment::replica_set_changed(change, &deployments, &queue));
+    }
+    {
         let queue = d_queue.clone();
-        let deployments = d_store.clone();
-        let replica_sets = d_rs_store.clone();
-        watch_into_store(
-            Api::<Pod>::all(client.clone()),
-            all.clone(),
-            move |change| deployment::pod_changed(change, &replica_sets, &deployments, &queue),
-        )
-    };
+        let deployments = deployments.clone();
+        let replica_sets = replica_sets.clone();
+        informers.on_pods(move |change| {
+            deployment::pod_changed(change, &replica_sets, &deployments, &queue)
+        });
+    }
 
     // Job controller: Jobs and their pods.
     let job_queue = WorkQueue::new();
     let job_expectations = Arc::new(Expectations::new());
-    let (job_store, job_watch) = {
+    let jobs = {
         let queue = job_queue.clone();
-        watch_into_store(
-            Api::<Job>::all(client.clone()),
-            all.clone(),
-            move |change| job::job_changed(change, &queue),
-        )
+        informers.on(move |change| job::job_changed(change, &queue))
     };
-    let (job_pod_store, job_pod_watch) = {
+    {
         let queue = job_queue.clone();
-        let jobs = job_store.clone();
+        let jobs = jobs.clone();
         let expectations = job_expectations.clone();
-        watch_into_store(
-            Api::<Pod>::all(client.clone()),
-            all.clone(),
-            move |change| job::pod_changed(change, &jobs, &expectations, &queue),
-        )
-    };
+        informers.on_pods(move |change| job::pod_changed(change, &jobs, &expectations, &queue));
+    }
 
     // CronJob controller: CronJobs and their Jobs.
     let cj_queue = WorkQueue::new();
-    let (cj_store, cj_watch) = {
+    let cron_jobs = {
         let queue = cj_queue.clone();
-        watch_into_store(
-            Api::<CronJob>::all(client.clone()),
-            all.clone(),
-            move |change| cronjob::cron_job_changed(change, &queue),
-        )
+        informers.on(move |change| cronjob::cron_job_changed(change, &queue))
     };
-    let (cj_job_store, cj_job_watch) = {
+    {
         let queue = cj_queue.clone();
-        watch_into_store(Api::<Job>::all(client.clone()), all, move |change| {
-            cronjob::job_changed(change, &queue)
-        })
-    };
-    let watches = [
-        rs_watch,
-        rs_pod_watch,
-        d_watch,
-        d_rs_watch,
-        d_pod_watch,
-        job_watch,
-        job_pod_watch,
-        cj_watch,
-        cj_job_watch,
-    ];
-    let _abort_watches = runtime::AbortOnDrop::new(&watches);
-
-    for (name, ready) in [
-        ("ReplicaSet", rs_store.wait_until_ready().await),
-        ("Pod", rs_pod_store.wait_until_ready().await),
-        ("Deployment", d_store.wait_until_ready().await),
-        ("ReplicaSet", d_rs_store.wait_until_ready().await),
-        ("Pod", d_pod_store.wait_until_ready().await),
-        ("Job", job_store.wait_until_ready().await),
-        ("Pod", job_pod_store.wait_until_ready().await),
-        ("CronJob", cj_store.wait_until_ready().await),
-        ("Job", cj_job_store.wait_until_ready().await),
-    ] {
-        ready.map_err(|_| RunError::CacheNotReady(name))?;
+        informers.on::<Job>(move |change| cronjob::job_changed(change, &queue));
     }
 
-    let replica_sets = Arc::new(replicaset::ReplicaSetController {
-        replica_sets: rs_store,
-        pods: rs_pod_store,
+    let pods = informers.pods();
+    let replica_set_controller = Arc::new(replicaset::ReplicaSetController {
+        replica_sets: replica_sets.clone(),
+        pods: pods.clone(),
         actions: actions.clone(),
         expectations: rs_expectations,
     });
-    let deployments = Arc::new(deployment::DeploymentController {
-        deployments: d_store,
-        replica_sets: d_rs_store,
-        pods: d_pod_store,
+    let deployment_controller = Arc::new(deployment::DeploymentController {
+        deployments,
+        replica_sets,
+        pods: pods.clone(),
         actions: actions.clone(),
     });
-    let jobs = Arc::new(job::JobController {
-        jobs: job_store,
-        pods: job_pod_store,
+    let job_controller = Arc::new(job::JobController {
+        jobs: jobs.clone(),
+        pods,
         actions: actions.clone(),
         expectations: job_expectations,
     });
-    let cron_jobs = Arc::new(cronjob::CronJobController {
-        cron_jobs: cj_store,
-        jobs: cj_job_store,
+    let cron_job_controller = Arc::new(cronjob::CronJobController {
+        cron_jobs,
+        jobs,
         actions,
     });
+    let daemon_sets = daemonset::run(&mut informers, client.clone(), config.daemon_set_workers);
+    let stateful_sets =
+        statefulset::run(&mut informers, client.clone(), config.stateful_set_workers);
+    let disruption = disruption::run(&mut informers, client.clone());
+    let node_lifecycle = node_lifecycle::run(&mut informers, client.clone(), config.node_lifecycle);
+    let endpoint_slices = endpointslice::run(
+        &mut informers,
+        client.clone(),
+        config.endpoint_slice_workers,
+        config.max_endpoints_per_slice,
+    );
+    let endpoints = endpoints::run(&mut informers, client.clone(), config.endpoints_workers);
+    let service_lb = config
+        .service_lb
+        .then(|| service_lb::run(&mut informers, client.clone()));
+    let node_ipam = node_cidrs.map(|set| node_ipam::run(&mut informers, client.clone(), set));
+
+    let _running = informers.start().await?;
     tokio::join!(
-        run_workers(replica_sets, rs_queue, config.replica_set_workers),
-        run_workers(deployments, d_queue, config.deployment_workers),
-        run_workers(jobs, job_queue, config.job_workers),
-        run_workers(cron_jobs, cj_queue, config.cron_job_workers),
-        daemonset::run(client.clone(), config.daemon_set_workers),
-        statefulset::run(client.clone(), config.stateful_set_workers),
-        gc::run(client.clone()),
-        disruption::run(client.clone()),
-        node_lifecycle::run(client.clone(), config.node_lifecycle),
-        endpointslice::run(
-            client.clone(),
-            config.endpoint_slice_workers,
-            config.max_endpoints_per_slice,
-        ),
-        endpoints::run(client.clone(), config.endpoints_workers),
-        {
-            let client = client.clone();
-            async move {
-                if config.service_lb {
-                    service_lb::run(client).await;
-                }
+        run_workers(replica_set_controller, rs_queue, config.replica_set_workers),
+        run_workers(deployment_controller, d_queue, config.deployment_workers),
+        run_workers(job_controller, job_queue, config.job_workers),
+        run_workers(cron_job_controller, cj_queue, config.cron_job_workers),
+        daemon_sets,
+        stateful_sets,
+        // The collector watches only metadata, of every kind it knows: its own watches.
+        gc::run(client),
+        disruption,
+        node_lifecycle,
+        endpoint_slices,
+        endpoints,
+        async {
+            if let Some(service_lb) = service_lb {
+                service_lb.await;
             }
         },
         async {
-            if let Some(set) = node_cidrs {
-                node_ipam::run(client, set).await;
+            if let Some(node_ipam) = node_ipam {
+                node_ipam.await;
             }
         },
     );

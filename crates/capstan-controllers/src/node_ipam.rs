@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions, EventRecord};
+use crate::informers::SharedInformers;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
 /// The events' `source.component`, as Kubernetes' range allocator names its recorder.
@@ -306,43 +307,34 @@ pub fn node_changed(change: Change<'_, Node>, nodes: &Store<Node>, queue: &WorkQ
     }
 }
 
-/// Runs the controller until dropped. The subnets of every node are marked taken after the
+/// Registers the controller on the shared Node informer and returns it, to be polled once the
+/// caches are filled; runs until dropped. The subnets of every node are marked taken after the
 /// first list and before the first allocation.
-pub async fn run(client: kube::Client, set: CidrSet) {
-    use crate::runtime::{run_workers, watch_into_store};
-    use kube::Api;
-    use kube::runtime::watcher;
-
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+    set: CidrSet,
+) -> impl Future<Output = ()> + use<> {
     let queue = WorkQueue::new();
-    // The handler reads the store it feeds (to find the nodes waiting for a subnet), so the
-    // store is handed to it once it exists; events before that only enqueue their own node.
-    let cache = Arc::new(std::sync::OnceLock::<Store<Node>>::new());
-    let (nodes, watch) = {
+    // The handler reads the store it feeds (to find the nodes waiting for a subnet).
+    let nodes = informers.store::<Node>();
+    {
         let queue = queue.clone();
-        let cache = cache.clone();
-        watch_into_store(
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            move |change| match cache.get() {
-                Some(nodes) => node_changed(change, nodes, &queue),
-                None => queue.add(ObjectKey::of(change.object())),
-            },
-        )
-    };
-    let _ = cache.set(nodes.clone());
-    let _abort_watch = crate::runtime::AbortOnDrop::new(&[watch]);
-    if nodes.wait_until_ready().await.is_err() {
-        tracing::error!("the node IPAM controller's Node cache never became ready");
-        return;
+        let nodes = nodes.clone();
+        informers
+            .informer::<Node>()
+            .add_handler(move |change| node_changed(change, &nodes, &queue));
     }
-    let controller = Arc::new(NodeIpamController {
-        nodes,
-        cidrs: Mutex::new(NodeCidrs::new(set)),
-        actions: crate::actions::KubeActions::new(client),
-    });
-    controller.observe_all();
-    // One worker: allocations are serialised anyway, and Node counts are small.
-    run_workers(controller, queue, 1).await;
+    async move {
+        let controller = Arc::new(NodeIpamController {
+            nodes,
+            cidrs: Mutex::new(NodeCidrs::new(set)),
+            actions: crate::actions::KubeActions::new(client),
+        });
+        controller.observe_all();
+        // One worker: allocations are serialised anyway, and Node counts are small.
+        crate::runtime::run_workers(controller, queue, 1).await;
+    }
 }
 
 #[cfg(test)]

@@ -17,12 +17,12 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 
 use capstan_scheduler::snapshot::tolerates;
 
 use crate::actions::{Actions, EventRecord, KubeActions};
-use crate::runtime::watch_into_store;
+use crate::informers::SharedInformers;
+use crate::pod_cache::PodCache;
 use serde_json::json;
 
 /// Taint keys the controller owns (`k8s.io/api/core/v1` well-known taints).
@@ -253,34 +253,31 @@ pub enum NodeLifecycleError {
     },
 }
 
-/// Runs the controller until the task is dropped.
-pub async fn run(client: kube::Client, config: NodeLifecycleConfig) {
+/// Takes the controller's caches from the shared informers (Nodes, the node Leases, Pods) and
+/// returns it, to be polled once they are filled; runs until dropped.
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+    config: NodeLifecycleConfig,
+) -> impl Future<Output = ()> + use<> {
     // Plain caches: the controller looks at all of them once per monitor period.
-    let config_all = watcher::Config::default();
-    let (nodes, _node_watch) =
-        watch_into_store(Api::<Node>::all(client.clone()), config_all.clone(), |_| {});
-    let (leases, _lease_watch) = watch_into_store(
-        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
-        config_all.clone(),
-        |_| {},
-    );
-    let (pods, _pod_watch) = watch_into_store(Api::<Pod>::all(client.clone()), config_all, |_| {});
-    let _ = nodes.wait_until_ready().await;
-    let _ = leases.wait_until_ready().await;
-    let _ = pods.wait_until_ready().await;
     let controller = NodeLifecycle {
         client,
         config,
-        nodes,
-        leases,
-        pods,
+        nodes: informers.store(),
+        leases: informers
+            .informer_with(|client| Api::<Lease>::namespaced(client, "kube-node-lease"))
+            .store(),
+        pods: informers.pods(),
     };
-    let mut ticks = tokio::time::interval(controller.config.monitor_period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if let Err(e) = controller.pass(Timestamp::now()).await {
-            tracing::warn!("node lifecycle: {e}");
+    async move {
+        let mut ticks = tokio::time::interval(controller.config.monitor_period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = controller.pass(Timestamp::now()).await {
+                tracing::warn!("node lifecycle: {e}");
+            }
         }
     }
 }
@@ -290,7 +287,7 @@ struct NodeLifecycle {
     config: NodeLifecycleConfig,
     nodes: Store<Node>,
     leases: Store<Lease>,
-    pods: Store<Pod>,
+    pods: PodCache,
 }
 
 impl NodeLifecycle {
@@ -333,18 +330,18 @@ impl NodeLifecycle {
             }
             taints_by_node.insert(name, desired);
         }
-        for pod in self.pods.state() {
-            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
-                continue;
-            };
-            let Some(taints) = taints_by_node.get(node) else {
-                continue;
-            };
-            if pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            if eviction_due(&pod, taints, now) == Eviction::Now {
-                self.evict(&pod).await?;
+        // Only NoExecute taints evict: the pods of the other nodes need no look.
+        let evicting = taints_by_node
+            .iter()
+            .filter(|(_, taints)| taints.iter().any(|t| t.effect == "NoExecute"));
+        for (node, taints) in evicting {
+            for pod in self.pods.on_node(node) {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                if eviction_due(&pod, taints, now) == Eviction::Now {
+                    self.evict(&pod).await?;
+                }
             }
         }
         Ok(())
@@ -396,10 +393,7 @@ impl NodeLifecycle {
     /// Pods on a silent node are no longer ready (`MarkPodsNotReady`), so Services and
     /// rollouts stop counting on them.
     async fn mark_pods_not_ready(&self, node: &str) {
-        for pod in self.pods.state() {
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
-                continue;
-            }
+        for pod in self.pods.on_node(node) {
             let (Some(namespace), Some(name)) = (
                 pod.metadata.namespace.as_deref(),
                 pod.metadata.name.as_deref(),

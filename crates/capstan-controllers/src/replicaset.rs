@@ -19,7 +19,8 @@ use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions};
 use crate::expectations::{Cached, Expectations};
-use crate::ownership::{claim_pods, enqueue_pod_owner, plan_claim, pods_in, selector_of};
+use crate::ownership::{claim_pods, enqueue_pod_owner, plan_claim, selector_of};
+use crate::pod_cache::PodCache;
 use crate::pod_control::{create_pods, delete_pods};
 use crate::pods::{is_active, is_available, is_ready, next_availability_check, pods_to_delete};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
@@ -57,7 +58,7 @@ pub enum SyncError {
 /// The ReplicaSet controller: its caches, its effects and its expectations.
 pub struct ReplicaSetController<A> {
     pub replica_sets: Store<ReplicaSet>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub actions: A,
     pub expectations: Arc<Expectations>,
 }
@@ -74,7 +75,10 @@ impl<A: Actions> Reconciler for ReplicaSetController<A> {
             self.expectations.forget(key);
             return Ok(Action::AwaitChange);
         };
-        let pods = pods_in(&self.pods, &key.namespace);
+        // Only the pods it controls and the orphans: claiming ignores every other pod, and its
+        // expectations are about pods it created or deleted.
+        let owner_uid = replica_set.metadata.uid.as_deref().unwrap_or_default();
+        let pods = self.pods.claimable_by(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
         sync_replica_set(
             &replica_set,

@@ -1,9 +1,11 @@
 //! The shape every controller in this crate shares: watch → cache → queue of keys → reconcile.
 //!
-//! - **Watch and cache**: [`watch_into_store`] runs a kube-runtime watcher whose events first
-//!   update a reflector [`Store`] and are then handed to the controller's event handler. The
-//!   store is therefore never older than the event that enqueued a key, so a reconcile that
-//!   reads the store sees at least what caused it.
+//! - **Watch and cache**: an [`Informer`] runs a kube-runtime watcher whose events first
+//!   update a reflector [`Store`] (and any [`StoreIndex`] beside it) and are then handed to
+//!   every registered event handler. The store is therefore never older than the event that
+//!   enqueued a key, so a reconcile that reads the store sees at least what caused it. The
+//!   controller manager keeps one informer per kind, shared by all controllers
+//!   ([`crate::informers`]); [`watch_into_store`] is an informer with a single handler.
 //! - **Handlers only enqueue**: a handler maps an object to the keys of the objects that must be
 //!   reconciled (the object itself, the controller named by its `ownerReferences`, or the owners
 //!   whose selector matches an orphan) and calls [`WorkQueue::add`]. It never calls the API.
@@ -19,9 +21,8 @@
 //!   from a stale cache therefore retry within milliseconds, while a persistently failing object
 //!   costs almost nothing.
 //!
-//! Future controllers (garbage collector, namespace, node lifecycle, Job, CronJob, DaemonSet,
-//! StatefulSet) implement [`Reconciler`], build their stores with [`watch_into_store`], and start
-//! with [`run_workers`].
+//! Controllers implement [`Reconciler`], register their handlers and take their stores from
+//! [`crate::informers::SharedInformers`], and start with [`run_workers`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -341,11 +342,20 @@ pub async fn process<R: Reconciler>(reconciler: &R, queue: &WorkQueue<ObjectKey>
 const QUIET_FAILURES: u32 = 3;
 
 /// A watched object as handlers see it: applied (added or modified) or deleted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Change<'a, K> {
     Applied(&'a K),
     Deleted(&'a K),
 }
+
+// By hand: a derive would require `K: Copy`, but only the reference is copied.
+impl<K> Clone for Change<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Change<'_, K> {}
 
 impl<'a, K> Change<'a, K> {
     pub fn object(&self) -> &'a K {
@@ -376,46 +386,274 @@ impl Drop for AbortOnDrop {
 /// Starts watching `api` into a new reflector store and calls `handler` for every change after
 /// the store has applied it. Returns the store and the task driving the watch; the store is
 /// ready (see [`Store::wait_until_ready`]) once the first list has been applied. Watch errors
-/// are retried with kube-runtime's default watcher backoff.
+/// are retried with kube-runtime's default watcher backoff. An [`Informer`] with one handler.
 pub fn watch_into_store<K, H>(
     api: kube::Api<K>,
     config: watcher::Config,
-    mut handler: H,
+    handler: H,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
     H: FnMut(Change<'_, K>) + Send + 'static,
 {
-    let writer = reflector::store::Writer::<K>::default();
-    let store = writer.as_reader();
-    let stream = reflector::reflector(writer, watcher::watcher(api, config).default_backoff());
-    let reader = store.clone();
-    let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Apply(object)) => handler(Change::Applied(&object)),
-                Ok(Event::Delete(object)) => handler(Change::Deleted(&object)),
-                // A (re)list replaces the store only at InitDone; handing its objects over then
-                // means a reconcile never reads a store older than what enqueued it. Objects
-                // deleted while the watch was down are not announced: their owners' keys come
-                // from the objects that remain, and reconcilers tolerate missing objects.
-                Ok(Event::InitDone) => {
-                    for object in reader.state() {
-                        handler(Change::Applied(&object));
+    let mut informer = Informer::new(api, config);
+    informer.add_handler(handler);
+    let store = informer.store();
+    (store, informer.start())
+}
+
+/// An event handler of an [`Informer`].
+pub type Handler<K> = Box<dyn FnMut(Change<'_, K>) + Send>;
+
+/// A secondary index kept beside an informer's store (client-go's `Indexer`), updated from the
+/// same events after the store and before any handler, so a reconcile enqueued by an event
+/// finds the object in the index too. Objects come as the store's own `Arc`s: an index shares
+/// them rather than copying.
+pub trait StoreIndex<K>: Send + Sync {
+    /// The object was added or modified; `object` is the store's copy.
+    fn applied(&self, object: Arc<K>);
+    /// The object was deleted.
+    fn deleted(&self, object: &K);
+    /// A (re)list replaced the store with `objects`: forget everything else (objects deleted
+    /// while the watch was down are never announced).
+    fn replaced(&self, objects: &[Arc<K>]);
+}
+
+/// One watch and one cache of a kind shared by any number of handlers (client-go's
+/// `SharedIndexInformer`): every event updates the store first, then the indexes, then each
+/// handler in registration order, with [`watch_into_store`]'s contract (on `InitDone` every
+/// cached object is handed over as applied). Handlers and indexes are registered before
+/// [`Informer::start`]; the store can be handed out at any time.
+pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
+    api: kube::Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    handlers: Vec<Handler<K>>,
+    indexes: Vec<Arc<dyn StoreIndex<K>>>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+{
+    pub fn new(api: kube::Api<K>, config: watcher::Config) -> Self {
+        Informer {
+            api,
+            config,
+            writer: reflector::store::Writer::default(),
+            handlers: Vec::new(),
+            indexes: Vec::new(),
+        }
+    }
+
+    /// The cache this informer fills; ready once the first list has been applied.
+    pub fn store(&self) -> Store<K> {
+        self.writer.as_reader()
+    }
+
+    /// Registers a handler, called for every change after the store and indexes have it.
+    pub fn add_handler(&mut self, handler: impl FnMut(Change<'_, K>) + Send + 'static) {
+        self.handlers.push(Box::new(handler));
+    }
+
+    /// Registers an index, updated for every change after the store and before the handlers.
+    pub fn add_index(&mut self, index: Arc<dyn StoreIndex<K>>) {
+        self.indexes.push(index);
+    }
+
+    /// Starts the watch; the returned task drives it until aborted. Watch errors are retried
+    /// with kube-runtime's default watcher backoff.
+    pub fn start(self) -> tokio::task::JoinHandle<()> {
+        let Informer {
+            api,
+            config,
+            writer,
+            handlers,
+            indexes,
+        } = self;
+        let events = watcher::watcher(api, config).default_backoff();
+        tokio::spawn(fan_out(events, writer, handlers, indexes))
+    }
+}
+
+/// The loop of an [`Informer`]: applies each event to the store, then the indexes, then hands
+/// it to every handler.
+async fn fan_out<K, S>(
+    events: S,
+    mut writer: reflector::store::Writer<K>,
+    mut handlers: Vec<Handler<K>>,
+    indexes: Vec<Arc<dyn StoreIndex<K>>>,
+) where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    S: futures_util::Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    let reader = writer.as_reader();
+    let mut events = std::pin::pin!(events);
+    fn notify<K>(handlers: &mut [Handler<K>], change: Change<'_, K>) {
+        for handler in handlers.iter_mut() {
+            handler(change);
+        }
+    }
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!("watch failed, retrying: {error}");
+                continue;
+            }
+        };
+        writer.apply_watcher_event(&event);
+        match event {
+            Event::Apply(object) => {
+                if !indexes.is_empty() {
+                    // The store's own Arc, so that indexes share it rather than copy it.
+                    let cached = reader
+                        .get(&reflector::ObjectRef::from_obj(&object))
+                        .unwrap_or_else(|| Arc::new(object.clone()));
+                    for index in &indexes {
+                        index.applied(cached.clone());
                     }
                 }
-                Ok(Event::Init) | Ok(Event::InitApply(_)) => {}
-                Err(error) => tracing::warn!("watch failed, retrying: {error}"),
+                notify(&mut handlers, Change::Applied(&object));
             }
+            Event::Delete(object) => {
+                for index in &indexes {
+                    index.deleted(&object);
+                }
+                notify(&mut handlers, Change::Deleted(&object));
+            }
+            // A (re)list replaces the store only at InitDone; handing its objects over then
+            // means a reconcile never reads a store older than what enqueued it. Objects
+            // deleted while the watch was down are not announced: their owners' keys come
+            // from the objects that remain, and reconcilers tolerate missing objects.
+            Event::InitDone => {
+                let objects = reader.state();
+                for index in &indexes {
+                    index.replaced(&objects);
+                }
+                for object in &objects {
+                    notify(&mut handlers, Change::Applied(object));
+                }
+            }
+            Event::Init | Event::InitApply(_) => {}
         }
-    });
-    (store, task)
+    }
 }
+
+/// Waits for a cache's first list; `kind` names it in the error.
+pub async fn wait_for_cache<K>(kind: &'static str, store: &Store<K>) -> Result<(), CacheNotReady>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .wait_until_ready()
+        .await
+        .map_err(|_| CacheNotReady(kind))
+}
+
+/// A watch ended before its first list: the API is unreachable or refused the watch.
+/// Restarting the controllers may help.
+#[derive(Debug, thiserror::Error)]
+#[error("the {0} cache never became ready")]
+pub struct CacheNotReady(pub &'static str);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn config_map(name: &str, data: &str) -> ConfigMap {
+        let mut object = ConfigMap::default();
+        object.metadata.name = Some(name.into());
+        object.metadata.namespace = Some("default".into());
+        object.data = Some([("v".to_string(), data.to_string())].into());
+        object
+    }
+
+    /// Counts what an index is told, to check it runs before the handlers.
+    #[derive(Default)]
+    struct CountingIndex(Mutex<Vec<String>>);
+
+    impl StoreIndex<ConfigMap> for CountingIndex {
+        fn applied(&self, object: Arc<ConfigMap>) {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            self.0.lock().unwrap().push(format!("applied {name}"));
+        }
+        fn deleted(&self, object: &ConfigMap) {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            self.0.lock().unwrap().push(format!("deleted {name}"));
+        }
+        fn replaced(&self, objects: &[Arc<ConfigMap>]) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("replaced {}", objects.len()));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_handler_of_an_informer_sees_every_change_after_the_store_and_index_have_it() {
+        let writer = reflector::store::Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        let index = Arc::new(CountingIndex::default());
+        let seen = Arc::new(Mutex::new(Vec::<(usize, String)>::new()));
+        let handlers: Vec<Handler<ConfigMap>> = (0..2)
+            .map(|handler_number| {
+                let store = store.clone();
+                let index = index.clone();
+                let seen = seen.clone();
+                Box::new(move |change: Change<'_, ConfigMap>| {
+                    let object = change.object();
+                    let cached = store.get(&reflector::ObjectRef::from_obj(object));
+                    let indexed = index.0.lock().unwrap().len();
+                    let what = match change {
+                        Change::Applied(_) => {
+                            // The store already holds this very version.
+                            assert_eq!(cached.map(|c| c.data.clone()), Some(object.data.clone()));
+                            "applied"
+                        }
+                        Change::Deleted(_) => {
+                            assert!(cached.is_none(), "the store forgot it first");
+                            "deleted"
+                        }
+                    };
+                    assert!(indexed > 0, "the index is told before the handlers");
+                    let name = object.metadata.name.clone().unwrap_or_default();
+                    let data = object.data.as_ref().unwrap()["v"].clone();
+                    seen.lock()
+                        .unwrap()
+                        .push((handler_number, format!("{what} {name}={data}")));
+                }) as Handler<ConfigMap>
+            })
+            .collect();
+        let events = futures_util::stream::iter([
+            Ok(Event::Init),
+            Ok(Event::InitApply(config_map("a", "1"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(config_map("b", "1"))),
+            Ok(Event::Apply(config_map("a", "2"))),
+            Ok(Event::Delete(config_map("b", "1"))),
+        ]);
+        let indexes: Vec<Arc<dyn StoreIndex<ConfigMap>>> = vec![index.clone()];
+        fan_out(events, writer, handlers, indexes).await;
+
+        let expected = ["applied a=1", "applied b=1", "applied a=2", "deleted b=1"];
+        let seen = seen.lock().unwrap().clone();
+        for handler_number in 0..2 {
+            let mine: Vec<&str> = seen
+                .iter()
+                .filter(|(n, _)| *n == handler_number)
+                .map(|(_, what)| what.as_str())
+                .collect();
+            assert_eq!(mine, expected, "handler {handler_number}");
+        }
+        assert_eq!(
+            *index.0.lock().unwrap(),
+            ["replaced 1", "applied b", "applied a", "deleted b"]
+        );
+        assert!(store.wait_until_ready().now_or_never().is_some());
+        assert_eq!(store.state().len(), 1);
+    }
 
     #[test]
     fn retry_delay_doubles_from_five_milliseconds_to_a_thousand_seconds() {

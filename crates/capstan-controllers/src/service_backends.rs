@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::reflector::Store;
 
+use crate::informers::SharedInformers;
+use crate::pod_cache::PodCache;
 use crate::pods::is_ready;
 use crate::runtime::{Change, ObjectKey, WorkQueue};
 
@@ -230,33 +232,24 @@ pub fn backends<'a>(
     backends
 }
 
-/// Watches what both controllers decide from: every Service (each change re-syncs it; a
-/// deleted one takes its endpoints along) and every Pod (re-syncing the Services that select
-/// it, through [`PodServices`]). Returns the two caches and their watch tasks.
+/// Registers what both controllers decide from on the shared informers: every Service (each
+/// change re-syncs it; a deleted one takes its endpoints along) and every Pod (re-syncing the
+/// Services that select it, through [`PodServices`]). Returns the two caches.
 pub fn watch_services_and_pods(
-    client: &kube::Client,
+    informers: &mut SharedInformers,
     queue: &WorkQueue<ObjectKey>,
-) -> (Store<Service>, Store<Pod>, [tokio::task::JoinHandle<()>; 2]) {
-    use crate::runtime::watch_into_store;
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    let all = watcher::Config::default();
-    let (services, service_watch) = {
+) -> (Store<Service>, PodCache) {
+    let services = {
         let queue = queue.clone();
-        watch_into_store(Api::<Service>::all(client.clone()), all.clone(), move |c| {
-            queue.add(ObjectKey::of(c.object()))
-        })
+        informers.on(move |c: Change<'_, Service>| queue.add(ObjectKey::of(c.object())))
     };
-    let (pods, pod_watch) = {
+    let pods = {
         let queue = queue.clone();
         let services = services.clone();
         let mut handler = PodServices::default();
-        watch_into_store(Api::<Pod>::all(client.clone()), all, move |c| {
-            handler.pod_changed(c, &services, &queue)
-        })
+        informers.on_pods(move |c| handler.pod_changed(c, &services, &queue))
     };
-    (services, pods, [service_watch, pod_watch])
+    (services, pods)
 }
 
 /// The pod event handler both controllers use: enqueues every Service that selects the pod now

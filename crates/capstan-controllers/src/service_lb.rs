@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
 use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions};
+use crate::informers::SharedInformers;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
 /// `ipMode` of the ingress points: traffic to them is handled as if sent to the Service's
@@ -157,48 +158,34 @@ pub fn node_changed(
     }
 }
 
-/// Runs the controller until dropped.
-pub async fn run(client: kube::Client) {
-    use crate::runtime::{run_workers, watch_into_store};
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    let all = watcher::Config::default();
+/// Registers the controller on the shared informers (Services, Nodes) and returns it, to be
+/// polled once their caches are filled; runs until dropped.
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+) -> impl Future<Output = ()> + use<> {
     let queue = WorkQueue::new();
-    let (services, service_watch) = {
+    let services = {
         let queue = queue.clone();
-        watch_into_store(Api::<Service>::all(client.clone()), all.clone(), move |c| {
-            service_changed(c, &queue)
-        })
+        informers.on(move |c| service_changed(c, &queue))
     };
-    let (nodes, node_watch) = {
+    let nodes = {
         let queue = queue.clone();
         let services = services.clone();
-        watch_into_store(Api::<Node>::all(client.clone()), all, move |c| {
-            node_changed(c, &services, &queue)
-        })
+        informers.on(move |c| node_changed(c, &services, &queue))
     };
-    let watches = [service_watch, node_watch];
-    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
-    for (name, ready) in [
-        ("Service", services.wait_until_ready().await),
-        ("Node", nodes.wait_until_ready().await),
-    ] {
-        if ready.is_err() {
-            tracing::error!("the ServiceLB controller's {name} cache never became ready");
-            return;
+    async move {
+        // Services seen before the nodes were cached are looked at again with every node known.
+        for service in services.state() {
+            queue.add(ObjectKey::of(&*service));
         }
+        let controller = Arc::new(ServiceLbController {
+            services,
+            nodes,
+            actions: crate::actions::KubeActions::new(client),
+        });
+        crate::runtime::run_workers(controller, queue, 1).await;
     }
-    // Services seen before the nodes were cached are looked at again with every node known.
-    for service in services.state() {
-        queue.add(ObjectKey::of(&*service));
-    }
-    let controller = Arc::new(ServiceLbController {
-        services,
-        nodes,
-        actions: crate::actions::KubeActions::new(client),
-    });
-    run_workers(controller, queue, 1).await;
 }
 
 #[cfg(test)]

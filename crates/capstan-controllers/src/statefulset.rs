@@ -38,9 +38,11 @@ use crate::expectations::{Cached, Expectations};
 use crate::history::{
     CONTROLLER_REVISION_HASH_LABEL, new_revision, next_revision, same_data, template_patch,
 };
+use crate::informers::SharedInformers;
 use crate::ownership::{
-    claim_pods, controller_of, controller_ref, enqueue_pod_owner, plan_claim, pods_in, selector_of,
+    claim_pods, controller_of, controller_ref, enqueue_pod_owner, plan_claim, selector_of,
 };
+use crate::pod_cache::PodCache;
 use crate::pods::{is_available, is_ready, next_availability_check};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
@@ -100,7 +102,7 @@ pub enum SyncError {
 /// The StatefulSet controller: its caches, its effects and its expectations.
 pub struct StatefulSetController<A> {
     pub stateful_sets: Store<StatefulSet>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub revisions: Store<ControllerRevision>,
     pub actions: A,
     /// Kubernetes' StatefulSet controller has none and relies on AlreadyExists and conflicts;
@@ -121,7 +123,10 @@ impl<A: Actions> Reconciler for StatefulSetController<A> {
             self.expectations.forget(key);
             return Ok(Action::AwaitChange);
         };
-        let pods = pods_in(&self.pods, &key.namespace);
+        // Only the pods it controls and the orphans: claiming ignores every other pod, and its
+        // expectations are about pods it created or deleted.
+        let owner_uid = stateful_set.metadata.uid.as_deref().unwrap_or_default();
+        let pods = self.pods.claimable_by(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
         let revisions: Vec<Arc<ControllerRevision>> = self
             .revisions
@@ -970,54 +975,30 @@ async fn truncate_history<A: Actions>(
     Ok(())
 }
 
-/// Runs the controller with `workers` reconcile loops until dropped: watches StatefulSets,
-/// their pods and their ControllerRevisions, waits for the caches, then reconciles.
-pub async fn run(client: kube::Client, workers: usize) {
-    use crate::runtime::{run_workers, watch_into_store};
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    let all = watcher::Config::default();
+/// Registers the controller's handlers on the shared informers (StatefulSets, Pods,
+/// ControllerRevisions) and returns it: `workers` reconcile loops that run until dropped, to be
+/// polled once the informers' caches are filled.
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+    workers: usize,
+) -> impl Future<Output = ()> + use<> {
     let queue = WorkQueue::new();
     let expectations = Arc::new(Expectations::new());
-    let (stateful_sets, set_watch) = {
+    let stateful_sets = {
         let queue = queue.clone();
-        watch_into_store(
-            Api::<StatefulSet>::all(client.clone()),
-            all.clone(),
-            move |change| stateful_set_changed(change, &queue),
-        )
+        informers.on(move |change| stateful_set_changed(change, &queue))
     };
-    let (pods, pod_watch) = {
+    let pods = {
         let queue = queue.clone();
         let stateful_sets = stateful_sets.clone();
         let expectations = expectations.clone();
-        watch_into_store(
-            Api::<Pod>::all(client.clone()),
-            all.clone(),
-            move |change| pod_changed(change, &stateful_sets, &expectations, &queue),
-        )
+        informers.on_pods(move |change| pod_changed(change, &stateful_sets, &expectations, &queue))
     };
-    let (revisions, revision_watch) = {
+    let revisions = {
         let queue = queue.clone();
-        watch_into_store(
-            Api::<ControllerRevision>::all(client.clone()),
-            all,
-            move |change| revision_changed(change, &queue),
-        )
+        informers.on(move |change| revision_changed(change, &queue))
     };
-    let watches = [set_watch, pod_watch, revision_watch];
-    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
-    for (kind, ready) in [
-        ("StatefulSet", stateful_sets.wait_until_ready().await),
-        ("Pod", pods.wait_until_ready().await),
-        ("ControllerRevision", revisions.wait_until_ready().await),
-    ] {
-        if ready.is_err() {
-            tracing::error!("the statefulset controller's {kind} cache never became ready");
-            return;
-        }
-    }
     let controller = Arc::new(StatefulSetController {
         stateful_sets,
         pods,
@@ -1025,7 +1006,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         actions: crate::actions::KubeActions::new(client),
         expectations,
     });
-    run_workers(controller, queue, workers).await;
+    crate::runtime::run_workers(controller, queue, workers)
 }
 
 #[cfg(test)]

@@ -34,9 +34,9 @@ use kube::runtime::reflector::Store;
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
 use crate::history::{self, CONTROLLER_REVISION_HASH_LABEL};
-use crate::ownership::{
-    claim_pods, controller_of, enqueue_pod_owner, plan_claim, pods_in, selector_of,
-};
+use crate::informers::SharedInformers;
+use crate::ownership::{claim_pods, controller_of, enqueue_pod_owner, plan_claim, selector_of};
+use crate::pod_cache::PodCache;
 use crate::pod_control::{create_pods, delete_pods};
 use crate::pods::{from_template, is_available, is_ready, next_availability_check};
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
@@ -82,7 +82,7 @@ pub enum SyncError {
 /// failed pods.
 pub struct DaemonSetController<A> {
     pub daemon_sets: Store<DaemonSet>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub nodes: Store<Node>,
     pub revisions: Store<ControllerRevision>,
     pub actions: A,
@@ -102,7 +102,10 @@ impl<A: Actions> Reconciler for DaemonSetController<A> {
             self.expectations.forget(key);
             return Ok(Action::AwaitChange);
         };
-        let pods = pods_in(&self.pods, &key.namespace);
+        // Only the pods it controls and the orphans: claiming ignores every other pod, and its
+        // expectations are about pods it created or deleted.
+        let owner_uid = daemon_set.metadata.uid.as_deref().unwrap_or_default();
+        let pods = self.pods.claimable_by(&key.namespace, owner_uid);
         let nodes = self.nodes.state();
         let uid = daemon_set.metadata.uid.as_deref().unwrap_or_default();
         let all_revisions = self.revisions.state();
@@ -995,64 +998,36 @@ pub fn calculate_status(
     status
 }
 
-/// Starts the DaemonSet controller with `workers` reconcile loops; runs until dropped.
-pub async fn run(client: kube::Client, workers: usize) {
-    use crate::runtime::{run_workers, watch_into_store};
-    use kube::Api;
-    use kube::runtime::watcher;
-
-    let all = watcher::Config::default();
+/// Registers the DaemonSet controller's handlers on the shared informers (DaemonSets, Pods,
+/// Nodes, ControllerRevisions) and returns it: `workers` reconcile loops that run until
+/// dropped, to be polled once the informers' caches are filled.
+pub fn run(
+    informers: &mut SharedInformers,
+    client: kube::Client,
+    workers: usize,
+) -> impl Future<Output = ()> + use<> {
     let queue = WorkQueue::new();
     let expectations = Arc::new(Expectations::new());
-    let (daemon_sets, ds_watch) = {
+    let daemon_sets = {
         let queue = queue.clone();
-        watch_into_store(
-            Api::<DaemonSet>::all(client.clone()),
-            all.clone(),
-            move |change| daemon_set_changed(change, &queue),
-        )
+        informers.on(move |change| daemon_set_changed(change, &queue))
     };
-    let (pods, pod_watch) = {
+    let pods = {
         let queue = queue.clone();
         let daemon_sets = daemon_sets.clone();
         let expectations = expectations.clone();
-        watch_into_store(
-            Api::<Pod>::all(client.clone()),
-            all.clone(),
-            move |change| pod_changed(change, &daemon_sets, &expectations, &queue),
-        )
+        informers.on_pods(move |change| pod_changed(change, &daemon_sets, &expectations, &queue))
     };
-    let (nodes, node_watch) = {
+    let nodes = {
         let queue = queue.clone();
         let daemon_sets = daemon_sets.clone();
         let mut seen = HashMap::new();
-        watch_into_store(
-            Api::<Node>::all(client.clone()),
-            all.clone(),
-            move |change| node_changed(change, &mut seen, &daemon_sets, &queue),
-        )
+        informers.on(move |change| node_changed(change, &mut seen, &daemon_sets, &queue))
     };
-    let (revisions, revision_watch) = {
+    let revisions = {
         let queue = queue.clone();
-        watch_into_store(
-            Api::<ControllerRevision>::all(client.clone()),
-            all,
-            move |change| revision_changed(change, &queue),
-        )
+        informers.on(move |change| revision_changed(change, &queue))
     };
-    let watches = [ds_watch, pod_watch, node_watch, revision_watch];
-    let _abort_watches = crate::runtime::AbortOnDrop::new(&watches);
-    for (name, ready) in [
-        ("DaemonSet", daemon_sets.wait_until_ready().await),
-        ("Pod", pods.wait_until_ready().await),
-        ("Node", nodes.wait_until_ready().await),
-        ("ControllerRevision", revisions.wait_until_ready().await),
-    ] {
-        if ready.is_err() {
-            tracing::error!("daemonset controller: the {name} cache never became ready");
-            return;
-        }
-    }
     let controller = Arc::new(DaemonSetController {
         daemon_sets,
         pods,
@@ -1062,7 +1037,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         expectations,
         failed_pod_backoff: FailedPodBackoff::default(),
     });
-    run_workers(controller, queue, workers).await;
+    crate::runtime::run_workers(controller, queue, workers)
 }
 
 #[cfg(test)]

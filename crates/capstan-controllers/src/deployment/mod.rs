@@ -27,6 +27,7 @@ use crate::ownership::{
     controller_of, controller_ref, plan_claim, selector_of, selects, with_controller_ref,
     without_owner,
 };
+use crate::pod_cache::PodCache;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 
 /// The controller's name, the `source.component` of its events.
@@ -101,7 +102,7 @@ pub(crate) fn api_error(what: impl Into<String>) -> impl FnOnce(ActionError) -> 
 pub struct DeploymentController<A> {
     pub deployments: Store<Deployment>,
     pub replica_sets: Store<ReplicaSet>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub actions: A,
 }
 
@@ -124,11 +125,7 @@ impl<A: Actions> Reconciler for DeploymentController<A> {
             .filter(|rs| in_namespace(rs.metadata.namespace.as_deref()))
             .collect();
         let pods: Vec<Arc<Pod>> = if is_recreate(&deployment) {
-            self.pods
-                .state()
-                .into_iter()
-                .filter(|pod| in_namespace(pod.metadata.namespace.as_deref()))
-                .collect()
+            self.pods.in_namespace(&key.namespace)
         } else {
             Vec::new()
         };
