@@ -19,6 +19,7 @@ use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::informers::SharedInformers;
+use crate::pod_cache::PodCache;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 use crate::service_backends::{
     Backend, LABEL_HEADLESS, ResolvedPort, backends, is_headless, is_managed,
@@ -144,7 +145,7 @@ pub fn desired_endpoints(
 /// The Endpoints controller: its caches and effects.
 pub struct EndpointsController<A> {
     pub services: Store<Service>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub endpoints: Store<Endpoints>,
     pub actions: A,
 }
@@ -175,7 +176,7 @@ impl<A: Actions> Reconciler for EndpointsController<A> {
         if !is_managed(&service) {
             return Ok(Action::AwaitChange);
         }
-        let pods: Vec<Arc<Pod>> = crate::ownership::pods_in(&self.pods, &key.namespace);
+        let pods: Vec<Arc<Pod>> = self.pods.in_namespace(&key.namespace);
         let include_terminating = service
             .spec
             .as_ref()
@@ -263,7 +264,7 @@ pub fn run(
         }
         let controller = Arc::new(EndpointsController {
             services,
-            pods: pods.store,
+            pods,
             endpoints,
             actions: crate::actions::KubeActions::new(client),
         });
@@ -275,6 +276,7 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::actions::{Recorded, RecordingActions};
+    use crate::pod_cache::PodCacheWriter;
     use crate::service_backends::tests::{pod, service, terminating};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use kube::runtime::reflector::store::Writer;
@@ -290,7 +292,7 @@ mod tests {
         endpoints: &[Endpoints],
     ) -> EndpointsController<RecordingActions> {
         let mut s = Writer::<Service>::default();
-        let mut p = Writer::<Pod>::default();
+        let mut p = PodCacheWriter::default();
         let mut e = Writer::<Endpoints>::default();
         services
             .iter()

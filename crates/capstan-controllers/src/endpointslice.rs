@@ -24,6 +24,7 @@ use kube::runtime::reflector::Store;
 use crate::actions::{ActionError, Actions};
 use crate::informers::SharedInformers;
 use crate::ownership::controller_ref;
+use crate::pod_cache::PodCache;
 use crate::runtime::{Action, Change, ObjectKey, Reconciler, WorkQueue};
 use crate::service_backends::{
     Backend, LABEL_HEADLESS, LABEL_SERVICE_NAME, ResolvedPort, backends, is_headless, is_managed,
@@ -404,7 +405,7 @@ impl SliceTracker {
 /// The EndpointSlice controller: its caches, what it wrote, and its effects.
 pub struct EndpointSliceController<A> {
     pub services: Store<Service>,
-    pub pods: Store<Pod>,
+    pub pods: PodCache,
     pub slices: Store<EndpointSlice>,
     pub tracker: Mutex<SliceTracker>,
     pub max_endpoints_per_slice: usize,
@@ -435,7 +436,7 @@ impl<A: Actions> Reconciler for EndpointSliceController<A> {
         if !is_managed(&service) {
             return Ok(Action::AwaitChange);
         }
-        let pods: Vec<Arc<Pod>> = crate::ownership::pods_in(&self.pods, &key.namespace);
+        let pods: Vec<Arc<Pod>> = self.pods.in_namespace(&key.namespace);
         let backends = backends(&service, pods.iter().map(|p| &**p), true);
         let cached: Vec<EndpointSlice> = self
             .slices
@@ -535,7 +536,7 @@ pub fn run(
     };
     let controller = Arc::new(EndpointSliceController {
         services,
-        pods: pods.store,
+        pods,
         slices,
         tracker: Mutex::new(SliceTracker::default()),
         max_endpoints_per_slice,
@@ -548,6 +549,7 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::actions::{Recorded, RecordingActions};
+    use crate::pod_cache::PodCacheWriter;
     use crate::service_backends::tests::{pod, service, terminating};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use kube::runtime::reflector::store::Writer;
@@ -579,7 +581,7 @@ mod tests {
 
     struct Fixture {
         controller: EndpointSliceController<RecordingActions>,
-        pods: Writer<Pod>,
+        pods: PodCacheWriter,
     }
 
     fn fixture(
@@ -589,7 +591,7 @@ mod tests {
         max: usize,
     ) -> Fixture {
         let mut service_writer = Writer::<Service>::default();
-        let mut pod_writer = Writer::<Pod>::default();
+        let mut pod_writer = PodCacheWriter::default();
         let mut slice_writer = Writer::<EndpointSlice>::default();
         for s in services {
             service_writer.apply_watcher_event(&Event::Apply(s.clone()));

@@ -160,14 +160,6 @@ pub fn without_owner(meta: &ObjectMeta, owner_uid: &str) -> Vec<OwnerReference> 
         .collect()
 }
 
-/// The cached pods of `namespace`, for a controller that owns pods (ReplicaSet, Job).
-pub fn pods_in(pods: &Store<Pod>, namespace: &str) -> Vec<std::sync::Arc<Pod>> {
-    pods.state()
-        .into_iter()
-        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
-        .collect()
-}
-
 /// The pod event handler of a controller that owns pods: marks the pod's creation as observed,
 /// then reconciles the owner of `kind` (in API group `group`) that controls the pod, or, for a
 /// live orphan, every owner in its namespace whose selector would adopt it.

@@ -12,9 +12,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::Store;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::watcher;
 
 use crate::ownership::controller_of;
-use crate::runtime::StoreIndex;
+use crate::runtime::{StoreIndex, update_indexes};
 
 /// A pod's name within its namespace.
 type Name = String;
@@ -217,6 +219,29 @@ impl PodCache {
     }
 }
 
+/// A pod cache fed by hand, as a reflector `Writer` feeds a store: for tests, which have no
+/// watch. Keeps the indexes as the informer does.
+#[derive(Default)]
+pub struct PodCacheWriter {
+    writer: Writer<Pod>,
+    index: Arc<PodIndex>,
+}
+
+impl PodCacheWriter {
+    pub fn apply_watcher_event(&mut self, event: &watcher::Event<Pod>) {
+        self.writer.apply_watcher_event(event);
+        let index: Arc<dyn StoreIndex<Pod>> = self.index.clone();
+        update_indexes(&self.writer.as_reader(), &[index], event);
+    }
+
+    pub fn as_reader(&self) -> PodCache {
+        PodCache {
+            store: self.writer.as_reader(),
+            index: self.index.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +371,24 @@ mod tests {
         assert!(buckets.by_controller.is_empty());
         assert!(buckets.orphans.is_empty());
         assert!(buckets.by_node.is_empty());
+    }
+
+    #[test]
+    fn a_hand_fed_cache_keeps_its_index_like_the_informer() {
+        let mut writer = PodCacheWriter::default();
+        writer.apply_watcher_event(&watcher::Event::Apply((*pod("a", "p", None, None)).clone()));
+        let cache = writer.as_reader();
+        assert_eq!(names(cache.in_namespace("a")), ["a/p"]);
+        let listed = cache.in_namespace("a");
+        let stored = cache.store.state();
+        assert!(
+            Arc::ptr_eq(&listed[0], &stored[0]),
+            "the index shares the store's pod"
+        );
+        writer.apply_watcher_event(&watcher::Event::Delete(
+            (*pod("a", "p", None, None)).clone(),
+        ));
+        assert!(cache.in_namespace("a").is_empty());
     }
 
     #[test]

@@ -503,40 +503,57 @@ async fn fan_out<K, S>(
             }
         };
         writer.apply_watcher_event(&event);
+        update_indexes(&reader, &indexes, &event);
         match event {
             Event::Apply(object) => {
-                if !indexes.is_empty() {
-                    // The store's own Arc, so that indexes share it rather than copy it.
-                    let cached = reader
-                        .get(&reflector::ObjectRef::from_obj(&object))
-                        .unwrap_or_else(|| Arc::new(object.clone()));
-                    for index in &indexes {
-                        index.applied(cached.clone());
-                    }
-                }
                 notify(&mut handlers, Change::Applied(&object));
             }
-            Event::Delete(object) => {
-                for index in &indexes {
-                    index.deleted(&object);
-                }
-                notify(&mut handlers, Change::Deleted(&object));
-            }
+            Event::Delete(object) => notify(&mut handlers, Change::Deleted(&object)),
             // A (re)list replaces the store only at InitDone; handing its objects over then
             // means a reconcile never reads a store older than what enqueued it. Objects
             // deleted while the watch was down are not announced: their owners' keys come
             // from the objects that remain, and reconcilers tolerate missing objects.
             Event::InitDone => {
-                let objects = reader.state();
-                for index in &indexes {
-                    index.replaced(&objects);
-                }
-                for object in &objects {
+                for object in &reader.state() {
                     notify(&mut handlers, Change::Applied(object));
                 }
             }
             Event::Init | Event::InitApply(_) => {}
         }
+    }
+}
+
+/// Brings `indexes` up to `event`, which `store` has just applied: what an [`Informer`] does
+/// between its store and its handlers, and what a cache fed by hand (in tests) must do too.
+pub fn update_indexes<K>(store: &Store<K>, indexes: &[Arc<dyn StoreIndex<K>>], event: &Event<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    if indexes.is_empty() {
+        return;
+    }
+    match event {
+        Event::Apply(object) => {
+            // The store's own Arc, so that indexes share it rather than copy it.
+            let cached = store
+                .get(&reflector::ObjectRef::from_obj(object))
+                .unwrap_or_else(|| Arc::new(object.clone()));
+            for index in indexes {
+                index.applied(cached.clone());
+            }
+        }
+        Event::Delete(object) => {
+            for index in indexes {
+                index.deleted(object);
+            }
+        }
+        Event::InitDone => {
+            let objects = store.state();
+            for index in indexes {
+                index.replaced(&objects);
+            }
+        }
+        Event::Init | Event::InitApply(_) => {}
     }
 }
 
