@@ -47,6 +47,7 @@ use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions, EventRecord};
 use crate::informers::SharedInformers;
+use crate::namespace_index::NamespacedStore;
 use crate::ownership::{controller_of, selector_of, selects};
 use crate::pod_cache::PodCache;
 use crate::pods::is_ready;
@@ -134,21 +135,10 @@ impl Workloads {
 pub struct DisruptionController<A> {
     pub budgets: Store<PodDisruptionBudget>,
     pub pods: PodCache,
-    pub replica_sets: Store<ReplicaSet>,
-    pub deployments: Store<Deployment>,
-    pub stateful_sets: Store<StatefulSet>,
+    pub replica_sets: NamespacedStore<ReplicaSet>,
+    pub deployments: NamespacedStore<Deployment>,
+    pub stateful_sets: NamespacedStore<StatefulSet>,
     pub actions: A,
-}
-
-fn in_namespace<K: Resource + Clone>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store
-        .state()
-        .into_iter()
-        .filter(|object| object.meta().namespace.as_deref() == Some(namespace))
-        .collect()
 }
 
 impl<A: Actions> Reconciler for DisruptionController<A> {
@@ -165,9 +155,9 @@ impl<A: Actions> Reconciler for DisruptionController<A> {
         let pods = self.pods.in_namespace(&key.namespace);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
         let workloads = Workloads {
-            replica_sets: in_namespace(&self.replica_sets, &key.namespace),
-            deployments: in_namespace(&self.deployments, &key.namespace),
-            stateful_sets: in_namespace(&self.stateful_sets, &key.namespace),
+            replica_sets: self.replica_sets.in_namespace(&key.namespace),
+            deployments: self.deployments.in_namespace(&key.namespace),
+            stateful_sets: self.stateful_sets.in_namespace(&key.namespace),
         };
         sync_budget(&budget, &pods, &workloads, &self.actions, Timestamp::now()).await
     }
@@ -555,9 +545,9 @@ pub fn run(
     let controller = Arc::new(DisruptionController {
         budgets,
         pods,
-        replica_sets: informers.store(),
-        deployments: informers.store(),
-        stateful_sets: informers.store(),
+        replica_sets: informers.namespaced(),
+        deployments: informers.namespaced(),
+        stateful_sets: informers.namespaced(),
         actions: crate::actions::KubeActions::new(client),
     });
     crate::runtime::run_workers(controller, queue, WORKERS)

@@ -19,6 +19,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
+use crate::namespace_index::{NamespaceIndex, NamespacedStore};
 use crate::pod_cache::{PodCache, PodIndex};
 use crate::runtime::{AbortOnDrop, CacheNotReady, Change, Informer, wait_for_cache};
 
@@ -76,6 +77,8 @@ pub struct SharedInformers {
     /// Kinds in the order first asked for, so that they start (and report) in a stable order.
     order: Vec<TypeId>,
     pod_index: Option<Arc<PodIndex>>,
+    /// The namespace index of each kind that has one, as `Arc<NamespaceIndex<K>>`.
+    namespace_indexes: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 /// The watches of started informers: dropping it stops them.
@@ -90,6 +93,7 @@ impl SharedInformers {
             informers: HashMap::new(),
             order: Vec::new(),
             pod_index: None,
+            namespace_indexes: HashMap::new(),
         }
     }
 
@@ -126,6 +130,36 @@ impl SharedInformers {
         let informer = self.informer::<K>();
         informer.add_handler(handler);
         informer.store()
+    }
+
+    /// The shared cache of kind `K` with a namespace index.
+    pub fn namespaced<K: Kind>(&mut self) -> NamespacedStore<K> {
+        let type_id = TypeId::of::<K>();
+        let index = match self.namespace_indexes.get(&type_id) {
+            Some(index) => index
+                .downcast_ref::<Arc<NamespaceIndex<K>>>()
+                .expect("the namespace index of a TypeId is of that type")
+                .clone(),
+            None => {
+                let index = Arc::new(NamespaceIndex::<K>::default());
+                self.informer::<K>().add_index(index.clone());
+                self.namespace_indexes
+                    .insert(type_id, Box::new(index.clone()));
+                index
+            }
+        };
+        NamespacedStore::new(self.store::<K>(), index)
+    }
+
+    /// Registers `handler` for every change of kind `K`; returns the shared cache with a
+    /// namespace index.
+    pub fn on_namespaced<K: Kind>(
+        &mut self,
+        handler: impl FnMut(Change<'_, K>) + Send + 'static,
+    ) -> NamespacedStore<K> {
+        let store = self.namespaced::<K>();
+        self.informer::<K>().add_handler(handler);
+        store
     }
 
     /// The shared pod cache with its indexes.

@@ -31,6 +31,7 @@ pub mod history;
 pub mod informers;
 pub mod intstr;
 pub mod job;
+pub mod namespace_index;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod ownership;
@@ -143,7 +144,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
     let rs_expectations = Arc::new(Expectations::new());
     let replica_sets = {
         let queue = rs_queue.clone();
-        informers.on(move |change| replicaset::replica_set_changed(change, &queue))
+        informers.on_namespaced(move |change| replicaset::replica_set_changed(change, &queue))
     };
     {
         let queue = rs_queue.clone();
@@ -202,7 +203,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
 
     let pods = informers.pods();
     let replica_set_controller = Arc::new(replicaset::ReplicaSetController {
-        replica_sets: replica_sets.clone(),
+        replica_sets: (*replica_sets).clone(),
         pods: pods.clone(),
         actions: actions.clone(),
         expectations: rs_expectations,

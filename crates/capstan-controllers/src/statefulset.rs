@@ -39,6 +39,7 @@ use crate::history::{
     CONTROLLER_REVISION_HASH_LABEL, new_revision, next_revision, same_data, template_patch,
 };
 use crate::informers::SharedInformers;
+use crate::namespace_index::NamespacedStore;
 use crate::ownership::{
     claim_pods, controller_of, controller_ref, enqueue_pod_owner, plan_claim, selector_of,
 };
@@ -103,7 +104,7 @@ pub enum SyncError {
 pub struct StatefulSetController<A> {
     pub stateful_sets: Store<StatefulSet>,
     pub pods: PodCache,
-    pub revisions: Store<ControllerRevision>,
+    pub revisions: NamespacedStore<ControllerRevision>,
     pub actions: A,
     /// Kubernetes' StatefulSet controller has none and relies on AlreadyExists and conflicts;
     /// waiting for the cache to show its own creates and deletes instead spares the set a
@@ -128,12 +129,7 @@ impl<A: Actions> Reconciler for StatefulSetController<A> {
         let owner_uid = stateful_set.metadata.uid.as_deref().unwrap_or_default();
         let pods = self.pods.claimable_by(&key.namespace, owner_uid);
         let pods: Vec<&Pod> = pods.iter().map(|pod| &**pod).collect();
-        let revisions: Vec<Arc<ControllerRevision>> = self
-            .revisions
-            .state()
-            .into_iter()
-            .filter(|r| r.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
-            .collect();
+        let revisions: Vec<Arc<ControllerRevision>> = self.revisions.in_namespace(&key.namespace);
         let revisions: Vec<&ControllerRevision> = revisions.iter().map(|r| &**r).collect();
         sync_stateful_set(
             &stateful_set,
@@ -997,7 +993,7 @@ pub fn run(
     };
     let revisions = {
         let queue = queue.clone();
-        informers.on(move |change| revision_changed(change, &queue))
+        informers.on_namespaced(move |change| revision_changed(change, &queue))
     };
     let controller = Arc::new(StatefulSetController {
         stateful_sets,

@@ -35,6 +35,7 @@ use crate::actions::{ActionError, Actions, EventRecord};
 use crate::expectations::{Cached, Expectations};
 use crate::history::{self, CONTROLLER_REVISION_HASH_LABEL};
 use crate::informers::SharedInformers;
+use crate::namespace_index::NamespacedStore;
 use crate::ownership::{claim_pods, controller_of, enqueue_pod_owner, plan_claim, selector_of};
 use crate::pod_cache::PodCache;
 use crate::pod_control::{create_pods, delete_pods};
@@ -84,7 +85,7 @@ pub struct DaemonSetController<A> {
     pub daemon_sets: Store<DaemonSet>,
     pub pods: PodCache,
     pub nodes: Store<Node>,
-    pub revisions: Store<ControllerRevision>,
+    pub revisions: NamespacedStore<ControllerRevision>,
     pub actions: A,
     pub expectations: Arc<Expectations>,
     pub failed_pod_backoff: FailedPodBackoff,
@@ -108,11 +109,8 @@ impl<A: Actions> Reconciler for DaemonSetController<A> {
         let pods = self.pods.claimable_by(&key.namespace, owner_uid);
         let nodes = self.nodes.state();
         let uid = daemon_set.metadata.uid.as_deref().unwrap_or_default();
-        let all_revisions = self.revisions.state();
-        let namespace_revisions = all_revisions
-            .iter()
-            .map(|r| &**r)
-            .filter(|r| r.metadata.namespace.as_deref() == Some(key.namespace.as_str()));
+        let namespace_revisions = self.revisions.in_namespace(&key.namespace);
+        let namespace_revisions = namespace_revisions.iter().map(|r| &**r);
         let revisions = history::owned_by(namespace_revisions, uid);
         let snapshot = Snapshot {
             pods: pods.iter().map(|p| &**p).collect(),
@@ -1026,7 +1024,7 @@ pub fn run(
     };
     let revisions = {
         let queue = queue.clone();
-        informers.on(move |change| revision_changed(change, &queue))
+        informers.on_namespaced(move |change| revision_changed(change, &queue))
     };
     let controller = Arc::new(DaemonSetController {
         daemon_sets,

@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::Store;
 
 use crate::actions::{ActionError, Actions, EventRecord};
+use crate::namespace_index::NamespacedStore;
 use crate::ownership::{
     controller_of, controller_ref, plan_claim, selector_of, selects, with_controller_ref,
     without_owner,
@@ -101,7 +102,7 @@ pub(crate) fn api_error(what: impl Into<String>) -> impl FnOnce(ActionError) -> 
 /// The Deployment controller: its caches and its effects.
 pub struct DeploymentController<A> {
     pub deployments: Store<Deployment>,
-    pub replica_sets: Store<ReplicaSet>,
+    pub replica_sets: NamespacedStore<ReplicaSet>,
     pub pods: PodCache,
     pub actions: A,
 }
@@ -117,13 +118,7 @@ impl<A: Actions> Reconciler for DeploymentController<A> {
         let Some(deployment) = self.deployments.get(&key.object_ref()) else {
             return Ok(Action::AwaitChange);
         };
-        let in_namespace = |namespace: Option<&str>| namespace == Some(key.namespace.as_str());
-        let replica_sets: Vec<Arc<ReplicaSet>> = self
-            .replica_sets
-            .state()
-            .into_iter()
-            .filter(|rs| in_namespace(rs.metadata.namespace.as_deref()))
-            .collect();
+        let replica_sets: Vec<Arc<ReplicaSet>> = self.replica_sets.in_namespace(&key.namespace);
         let pods: Vec<Arc<Pod>> = if is_recreate(&deployment) {
             self.pods.in_namespace(&key.namespace)
         } else {
