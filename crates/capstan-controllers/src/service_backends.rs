@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::runtime::reflector::Store;
 
 use crate::informers::SharedInformers;
+use crate::namespace_index::NamespacedStore;
 use crate::pod_cache::PodCache;
 use crate::pods::is_ready;
 use crate::runtime::{Change, ObjectKey, WorkQueue};
@@ -241,7 +242,7 @@ pub fn watch_services_and_pods(
 ) -> (Store<Service>, PodCache) {
     let services = {
         let queue = queue.clone();
-        informers.on(move |c: Change<'_, Service>| queue.add(ObjectKey::of(c.object())))
+        informers.on_namespaced(move |c: Change<'_, Service>| queue.add(ObjectKey::of(c.object())))
     };
     let pods = {
         let queue = queue.clone();
@@ -249,7 +250,7 @@ pub fn watch_services_and_pods(
         let mut handler = PodServices::default();
         informers.on_pods(move |c| handler.pod_changed(c, &services, &queue))
     };
-    (services, pods)
+    ((*services).clone(), pods)
 }
 
 /// The pod event handler both controllers use: enqueues every Service that selects the pod now
@@ -264,15 +265,16 @@ impl PodServices {
     pub fn pod_changed(
         &mut self,
         change: Change<'_, Pod>,
-        services: &Store<Service>,
+        services: &NamespacedStore<Service>,
         queue: &WorkQueue<ObjectKey>,
     ) {
         let pod = change.object();
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
         let pod_key = ObjectKey::of(pod);
         let now: Vec<ObjectKey> = match change {
             Change::Deleted(_) => Vec::new(),
             Change::Applied(_) => services
-                .state()
+                .in_namespace(namespace)
                 .iter()
                 .filter(|service| selects(service, pod))
                 .map(|service| ObjectKey::of(&**service))
@@ -489,7 +491,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_pod_whose_labels_change_enqueues_the_service_it_left() {
-        let mut writer = kube::runtime::reflector::store::Writer::<Service>::default();
+        let mut writer = crate::namespace_index::NamespacedWriter::<Service>::default();
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(service(&[])));
         let services = writer.as_reader();
         let queue = WorkQueue::new();
