@@ -327,11 +327,17 @@ pub trait Actions: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct KubeActions {
     client: kube::Client,
+    /// Every controller's events pass one spam filter, as they share one recorder in
+    /// kube-controller-manager.
+    spam_filter: std::sync::Arc<crate::event_filter::SpamFilter>,
 }
 
 impl KubeActions {
     pub fn new(client: kube::Client) -> Self {
-        KubeActions { client }
+        KubeActions {
+            client,
+            spam_filter: Default::default(),
+        }
     }
 
     fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>>(
@@ -655,6 +661,20 @@ impl Actions for KubeActions {
     }
 
     fn record_event(&self, record: EventRecord) {
+        let involved = &record.involved;
+        let spam_key = [
+            record.component,
+            involved.kind.as_deref().unwrap_or_default(),
+            involved.namespace.as_deref().unwrap_or_default(),
+            involved.name.as_deref().unwrap_or_default(),
+            involved.uid.as_deref().unwrap_or_default(),
+            involved.api_version.as_deref().unwrap_or_default(),
+            record.type_,
+        ]
+        .join("/");
+        if !self.spam_filter.allow(&spam_key, std::time::Instant::now()) {
+            return;
+        }
         let namespace = record
             .involved
             .namespace

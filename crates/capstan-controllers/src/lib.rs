@@ -25,6 +25,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod event_filter;
 pub mod expectations;
 pub mod gc;
 pub mod history;

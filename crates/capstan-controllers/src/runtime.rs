@@ -471,7 +471,13 @@ where
             handlers,
             indexes,
         } = self;
-        let events = watcher::watcher(api, config).default_backoff();
+        // Field ownership is never read by a controller and is much of each object: the cache
+        // goes without it, as kube-controller-manager's informers trim managedFields. A write
+        // of a cached object without it keeps the stored ownership (the API server ignores a
+        // writer's own claims).
+        let events = watcher::watcher(api, config)
+            .default_backoff()
+            .modify(|object| object.meta_mut().managed_fields = None);
         tokio::spawn(fan_out(events, writer, handlers, indexes))
     }
 }

@@ -770,15 +770,16 @@ pub async fn run_with(
         // Like kube-scheduler, wait for every cache: preempting before the budgets are known
         // could pick victims a budget protects.
         let ready = nodes_synced && pods_synced && budgets_synced;
-        let wakeup = if ready && state.queue.has_active() {
-            Instant::now()
-        } else {
-            state
-                .next_wakeup()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
-        };
+        let schedule_now = ready && state.queue.has_active();
+        let wakeup = state
+            .next_wakeup()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // Not `biased`: tokio picks among the ready branches at random, so a burst of watch
+        // events (thousands a second while a cluster fills) cannot starve scheduling, nor
+        // scheduling the watches — kube-scheduler runs its handlers and its scheduling loop
+        // side by side. A pod due now is scheduled without a timer (a timer fires on the next
+        // millisecond tick at the soonest).
         tokio::select! {
-            biased;
             event = nodes.next() => {
                 let now = Instant::now();
                 match event {
@@ -883,23 +884,38 @@ pub async fn run_with(
                     spawn_action(&actions, action);
                 }
             }
-            _ = tokio::time::sleep_until(wakeup), if ready => {
-                let Some(outcome) = state.schedule_next(Instant::now()) else { continue };
-                for action in outcome.actions {
-                    if !matches!(action, Action::Bind { .. }) {
-                        spawn_action(&actions, action);
-                    }
-                }
-                if let Some(bind) = outcome.bind {
-                    let binder = Arc::clone(&binder);
-                    let done = bind_done_tx.clone();
-                    tokio::spawn(async move {
-                        let status = binder.bind(&bind.pod, &bind.node).await;
-                        let _ = done.send((bind, status));
-                    });
-                }
+            _ = std::future::ready(()), if schedule_now => {
+                schedule_next(&mut state, &actions, &binder, &bind_done_tx);
+            }
+            _ = tokio::time::sleep_until(wakeup), if ready && !schedule_now => {
+                schedule_next(&mut state, &actions, &binder, &bind_done_tx);
             }
         }
+    }
+}
+
+/// One scheduling cycle: the next due pod is placed, and its binding runs in the background.
+fn schedule_next(
+    state: &mut SchedulerLoop,
+    actions: &Arc<dyn ApiActions>,
+    binder: &Arc<dyn Bind>,
+    bind_done: &mpsc::UnboundedSender<(PendingBind, Status)>,
+) {
+    let Some(outcome) = state.schedule_next(Instant::now()) else {
+        return;
+    };
+    for action in outcome.actions {
+        if !matches!(action, Action::Bind { .. }) {
+            spawn_action(actions, action);
+        }
+    }
+    if let Some(bind) = outcome.bind {
+        let binder = Arc::clone(binder);
+        let done = bind_done.clone();
+        tokio::spawn(async move {
+            let status = binder.bind(&bind.pod, &bind.node).await;
+            let _ = done.send((bind, status));
+        });
     }
 }
 

@@ -15,6 +15,11 @@ const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const REVISION_KEY: &str = "revision";
 
+/// The pages redb keeps in memory. redb's default (1 GiB) would make the store the largest
+/// part of the server's memory in a big cluster; pages beyond this are read again from the
+/// file, which the kernel's page cache usually still holds.
+const CACHE_BYTES: usize = 128 << 20;
+
 pub struct RedbEngine {
     db: Database,
 }
@@ -22,7 +27,10 @@ pub struct RedbEngine {
 impl RedbEngine {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(engine_error)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(engine_error)?;
         // Create the tables up front so that reads of a new store find them.
         let txn = db.begin_write().map_err(engine_error)?;
         {
