@@ -137,7 +137,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .as_str()
         .unwrap_or("0")
         .to_owned();
-    tokio::spawn(watch_pods(watch_api, tracker.clone(), from));
+    let watch = tokio::spawn(watch_pods(watch_api, tracker.clone(), from));
 
     // 2. Fill.
     eprintln!("  filling");
@@ -244,6 +244,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
         eprintln!("wrote {}", path.display());
     }
+    // The watch would retry against a server that is gone.
+    watch.abort();
     drop(sim);
     drop(server);
     if report["check"]["ok"] != true {

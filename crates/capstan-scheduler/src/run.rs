@@ -500,6 +500,21 @@ impl SchedulerLoop {
     }
 }
 
+/// Drops what the scheduler never reads from a pod it caches: field ownership, and the status
+/// but for its phase, nominated node and start time. A decoded Pod takes about 11 KiB, its
+/// conditions and container statuses 4.7 KiB of that; with 150,000 pods cached that is 0.7 GB.
+fn trim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase,
+            nominated_node_name: status.nominated_node_name,
+            start_time: status.start_time,
+            ..Default::default()
+        });
+    }
+}
+
 /// The pod's `status.nominatedNodeName`, if set.
 fn nominated_node_name(pod: &PodInfo) -> Option<String> {
     pod.pod
@@ -749,7 +764,7 @@ pub async fn run_with(
         .boxed();
     let mut pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|pod| pod.metadata.managed_fields = None)
+        .modify(trim_pod)
         .boxed();
     let mut budgets = watcher(
         Api::<PodDisruptionBudget>::all(client),
