@@ -741,7 +741,7 @@ async fn check_pods(
         && watch_disagrees == 0
         && !t.missed;
     // The last ReplicaSet may hold fewer replicas when pods do not divide evenly.
-    let ok = ok && (owners_with_wrong_count == 0 || pods % replicas != 0);
+    let ok = ok && (owners_with_wrong_count == 0 || !pods.is_multiple_of(replicas));
     Ok(json!({
         "ok": ok,
         "listed": listed.len(),
