@@ -95,9 +95,14 @@ pub fn plan_claim<'a, T: Resource + 'a>(
     };
     for candidate in candidates {
         let meta = candidate.meta();
+        let controller = controller_of(meta);
+        // Someone else's: never touched, and not worth matching the selector against (a
+        // Deployment's candidates are every ReplicaSet of its namespace).
+        if controller.is_some_and(|reference| reference.uid != owner_uid) {
+            continue;
+        }
         let matches = selects(selector, meta);
-        match controller_of(meta) {
-            Some(reference) if reference.uid != owner_uid => {}
+        match controller {
             Some(_) if matches => plan.owned.push(candidate),
             Some(_) if owner_deleting => {}
             Some(_) => plan.release.push(candidate),
