@@ -786,9 +786,14 @@ pub async fn run_with(
         // could pick victims a budget protects.
         let ready = nodes_synced && pods_synced && budgets_synced;
         let schedule_now = ready && state.queue.has_active();
-        let wakeup = state
-            .next_wakeup()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // Only needed when nothing is due now (it looks at every queued pod).
+        let wakeup = if schedule_now {
+            Instant::now() + Duration::from_secs(3600)
+        } else {
+            state
+                .next_wakeup()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+        };
         // Not `biased`: tokio picks among the ready branches at random, so a burst of watch
         // events (thousands a second while a cluster fills) cannot starve scheduling, nor
         // scheduling the watches — kube-scheduler runs its handlers and its scheduling loop
