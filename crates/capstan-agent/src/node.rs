@@ -404,8 +404,10 @@ impl Heartbeat {
         self.update_status().await
     }
 
-    /// Writes the node status if a condition changed or the last write is
-    /// [`STATUS_REPORT_INTERVAL`] old (kubelet's `nodeStatusReportFrequency`).
+    /// Writes the node status if a condition changed, if the API shows other conditions (the
+    /// node lifecycle controller set Ready to Unknown, say), or if the last write is
+    /// [`STATUS_REPORT_INTERVAL`] old (kubelet's `nodeStatusReportFrequency`). Like kubelet,
+    /// it compares with the Node as the API has it, not with what it last wrote.
     pub async fn report_status(&mut self) -> Result<(), NodeError> {
         let current = conditions(&self.pressure);
         let unchanged = current.len() == self.written.len()
@@ -416,10 +418,24 @@ impl Heartbeat {
         let recent = self
             .reported_at
             .is_some_and(|at| at.elapsed() < STATUS_REPORT_INTERVAL);
-        if unchanged && recent {
+        if unchanged && recent && self.api_shows(&current).await {
             return Ok(());
         }
         self.update_status().await
+    }
+
+    /// Whether the Node in the API carries these conditions (type and status).
+    async fn api_shows(&self, conditions: &[Condition]) -> bool {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let Ok(node) = nodes.get(&self.spec.name).await else {
+            return false;
+        };
+        let shown = node.status.and_then(|s| s.conditions).unwrap_or_default();
+        conditions.iter().all(|c| {
+            shown
+                .iter()
+                .any(|s| s.type_ == c.kind && s.status == c.status)
+        })
     }
 
     /// Writes the node status (capacity, addresses, conditions with kubelet's heartbeat times).
